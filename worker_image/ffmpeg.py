@@ -1,0 +1,173 @@
+"""FFmpeg argv builders (pure functions returning ``list[str]``) and the one runner that executes them.
+
+Builders never touch the filesystem or run anything, so they are tested as golden argv. Every command
+starts with ``-hide_banner -nostdin -loglevel error`` so that the stderr tail we keep is the cause of
+a failure, not the banner. User-supplied names never enter an argv or a filtergraph: the engine copies
+inputs to names it chooses first.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+from .errors import FFmpegError
+
+log = logging.getLogger(__name__)
+
+FFMPEG = os.environ.get("API_GPU_FFMPEG", "ffmpeg")
+FFPROBE = os.environ.get("API_GPU_FFPROBE", "ffprobe")
+
+#: Leading options of every FFmpeg command we run.
+BASE_ARGS = ["-hide_banner", "-nostdin", "-loglevel", "error"]
+#: Colour tags written on every H.264 output: BT.709 limited range, the HD video standard. Our Ken
+#: Burns frames are converted from sRGB photos with the BT.709 matrix (see kenburns.py).
+BT709_TAGS = ["-color_range", "tv", "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709"]
+#: Kept lines of stderr in an FFmpegError.
+STDERR_TAIL_LINES = 15
+
+
+def h264_encoder_args(encoder: str, *, crf: int, x264_preset: str, cq: int, nvenc_preset: str) -> list[str]:
+    """Encoder options for H.264 High, yuv420p.
+
+    NVENC: preset p4, VBR with constant quality ``cq`` (seed: CQ 23), ``-b:v 0`` so CQ governs.
+    libx264: CRF ``crf`` (seed: 23) at ``x264_preset``.
+
+    Raises:
+        ValueError: for an encoder other than ``h264_nvenc`` or ``libx264``.
+    """
+    if encoder == "h264_nvenc":
+        codec = ["-c:v", "h264_nvenc", "-preset", nvenc_preset, "-rc", "vbr", "-cq", str(cq), "-b:v", "0"]
+    elif encoder == "libx264":
+        codec = ["-c:v", "libx264", "-preset", x264_preset, "-crf", str(crf)]
+    else:
+        raise ValueError(f"unknown H.264 encoder {encoder!r}")
+    return [*codec, "-profile:v", "high", "-pix_fmt", "yuv420p"]
+
+
+def rawvideo_to_mp4_argv(
+    *,
+    width_px: int,
+    height_px: int,
+    fps: int,
+    frames: int,
+    encoder_args: list[str],
+    output: str | os.PathLike[str],
+) -> list[str]:
+    """Encode raw yuv420p frames from stdin into an MP4 with ``+faststart``.
+
+    The input is ``width_px x height_px`` yuv420p (BT.709, limited range) at ``fps``; exactly ``frames``
+    frames are written, so the container duration is frames / fps.
+    """
+    return [
+        FFMPEG,
+        *BASE_ARGS,
+        "-f", "rawvideo",
+        "-pix_fmt", "yuv420p",
+        "-s", f"{width_px}x{height_px}",
+        "-framerate", str(fps),
+        *BT709_TAGS,
+        "-i", "pipe:0",
+        "-frames:v", str(frames),
+        *encoder_args,
+        *BT709_TAGS,
+        "-r", str(fps),
+        "-an",
+        "-movflags", "+faststart",
+        "-f", "mp4",
+        "-y", str(output),
+    ]
+
+
+def nvenc_probe_argv() -> list[str]:
+    """A 1-frame NVENC encode to the null muxer: succeeds only where a working NVIDIA GPU and driver exist."""
+    return [
+        FFMPEG, *BASE_ARGS,
+        "-f", "lavfi", "-i", "color=c=black:s=256x256:r=1:d=1",
+        "-frames:v", "1", "-c:v", "h264_nvenc", "-f", "null", "-",
+    ]
+
+
+def _tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def run(
+    argv: list[str],
+    *,
+    timeout_s: float,
+    stdin_chunks: Iterable[bytes | memoryview] | None = None,
+    what: str = "ffmpeg",
+) -> str:
+    """Run an FFmpeg/ffprobe command and return its stdout as text.
+
+    Args:
+        argv: The command, as built by one of the builders above.
+        timeout_s: Wall-clock limit in seconds; on expiry the process is killed.
+        stdin_chunks: Optional byte chunks written to the process's stdin (raw frames), in order.
+            If the process exits early, the remaining chunks are not consumed.
+        what: Short name of the step for the error message, e.g. ``"encode"``.
+
+    Returns:
+        The process's stdout, decoded as UTF-8 (ffprobe JSON); empty for ffmpeg writing a file.
+
+    Raises:
+        FFmpegError: non-zero exit, timeout, a broken stdin pipe, or the binary missing. The error
+            carries the argv, return code and the tail of stderr.
+    """
+    with tempfile.TemporaryFile() as stderr_file, tempfile.TemporaryFile() as stdout_file:
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE if stdin_chunks is not None else subprocess.DEVNULL,
+                stdout=stdout_file,
+                stderr=stderr_file,
+            )
+        except FileNotFoundError as exc:
+            raise FFmpegError(f"{what}: {argv[0]} is not installed", argv=argv) from exc
+        killed = threading.Event()
+
+        def _kill() -> None:
+            killed.set()
+            proc.kill()
+
+        timer = threading.Timer(timeout_s, _kill)
+        timer.start()
+        broken_pipe = False
+        try:
+            if stdin_chunks is not None:
+                assert proc.stdin is not None
+                try:
+                    for chunk in stdin_chunks:
+                        proc.stdin.write(chunk)
+                except BrokenPipeError:
+                    broken_pipe = True
+                finally:
+                    try:
+                        proc.stdin.close()
+                    except BrokenPipeError:
+                        broken_pipe = True
+            returncode = proc.wait()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            timer.cancel()
+        timed_out = killed.is_set()
+        stderr_file.seek(0)
+        stderr = stderr_file.read().decode("utf-8", "replace")
+        stdout_file.seek(0)
+        stdout = stdout_file.read().decode("utf-8", "replace")
+    if timed_out:
+        raise FFmpegError(f"{what} timed out after {timeout_s:g} s", argv=argv, returncode=returncode,
+                          stderr_tail=_tail(stderr), retryable=True)
+    if returncode != 0 or broken_pipe:
+        raise FFmpegError(f"{what} failed with exit status {returncode}", argv=argv, returncode=returncode,
+                          stderr_tail=_tail(stderr))
+    return stdout

@@ -1,0 +1,151 @@
+"""Getting inputs in and outputs out: http(s) downloads with limits, local copies, atomic delivery.
+
+Downloads stream to a name we choose (the caller's file name never reaches a filtergraph or argv).
+Delivery never leaves a partial file at the final location: local outputs are written to a hidden
+sibling and renamed into place; presigned PUTs send the whole body in one request, which S3 stores
+atomically or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import httpx
+
+from .contract import input_kind, local_path
+from .errors import DownloadError, InputError, UploadError
+
+log = logging.getLogger(__name__)
+
+#: Connect/read timeouts for input downloads, seconds. A stalled origin is a transient failure.
+DOWNLOAD_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+#: Statuses worth asking again (request timeout, rate limit, server errors); other 4xx are final.
+RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
+_CHUNK_BYTES = 1 << 20
+
+
+def _redact(url: str) -> str:
+    """The URL without its query string (which may hold a signature) for logs and errors."""
+    return url.split("?", 1)[0]
+
+
+def fetch(url: str, dest: Path, *, max_bytes: int, allow_local: bool, field: str) -> Path:
+    """Fetch an input to ``dest`` (a path we chose) and return it.
+
+    Args:
+        url: http(s) URL, or (``allow_local`` only) a ``file://`` URL or local path.
+        dest: Destination file; its parent must exist.
+        max_bytes: Refuse inputs larger than this.
+        allow_local: Whether local paths are acceptable (local backend only).
+        field: Request field name used in errors, e.g. ``"image_url"``.
+
+    Raises:
+        InputError: unsupported scheme, local path not allowed or missing, over ``max_bytes``.
+        DownloadError: HTTP error status (retryable for 408/425/429/5xx) or network failure
+            (retryable).
+    """
+    try:
+        kind = input_kind(url)
+    except ValueError as exc:
+        raise InputError(str(exc), field=field) from None
+    if kind == "local":
+        if not allow_local:
+            raise InputError("local paths are only accepted by the local backend; use an http(s) URL", field=field)
+        src = local_path(url)
+        if not src.is_file():
+            raise InputError(f"no such file: {src}", field=field)
+        size = src.stat().st_size
+        if size > max_bytes:
+            raise InputError(f"input is {size} bytes, over the {max_bytes}-byte limit", field=field)
+        shutil.copyfile(src, dest)
+        return dest
+
+    shown = _redact(url)
+    try:
+        with httpx.Client(timeout=DOWNLOAD_TIMEOUT, follow_redirects=True, max_redirects=5) as client:
+            with client.stream("GET", url) as resp:
+                if resp.status_code >= 400:
+                    retryable = resp.status_code in RETRYABLE_STATUS
+                    raise DownloadError(
+                        f"GET {shown} answered HTTP {resp.status_code} {resp.reason_phrase}"
+                        + ("" if retryable else " (not retried: the link is dead or forbidden)"),
+                        field=field,
+                        retryable=retryable,
+                    )
+                declared = int(resp.headers.get("content-length") or 0)
+                if declared > max_bytes:
+                    raise InputError(f"input is {declared} bytes, over the {max_bytes}-byte limit", field=field)
+                got = 0
+                with open(dest, "wb") as fh:
+                    for chunk in resp.iter_bytes(_CHUNK_BYTES):
+                        got += len(chunk)
+                        if got > max_bytes:
+                            raise InputError(f"input is over the {max_bytes}-byte limit", field=field)
+                        fh.write(chunk)
+    except httpx.TimeoutException as exc:
+        raise DownloadError(f"GET {shown} timed out ({type(exc).__name__})", field=field, retryable=True) from None
+    except httpx.TransportError as exc:
+        raise DownloadError(f"GET {shown} failed: {type(exc).__name__}: {exc}", field=field, retryable=True) from None
+    except httpx.InvalidURL as exc:
+        raise InputError(f"invalid URL: {exc}", field=field) from None
+    return dest
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def deliver_file(src: Path, dest: Path) -> None:
+    """Copy ``src`` to ``dest`` atomically: a hidden temporary sibling, fsync, then ``os.replace``.
+
+    A reader of ``dest`` sees either the previous file or the complete new one, never a partial one.
+
+    Raises:
+        UploadError: the destination folder cannot be created or written.
+    """
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+                shutil.copyfileobj(inp, out, _CHUNK_BYTES)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+    except OSError as exc:
+        raise UploadError(f"could not write {dest}: {exc}", retryable=False) from None
+
+
+def deliver_put(src: Path, url: str, *, key: str, timeout_s: float = 300.0) -> None:
+    """Upload ``src`` with one HTTP PUT to a presigned URL. Logs the key, never the URL.
+
+    Raises:
+        UploadError: non-2xx answer (retryable for 408/429/5xx) or network failure (retryable).
+    """
+    size = src.stat().st_size
+    try:
+        with open(src, "rb") as fh:
+            resp = httpx.put(url, content=fh, headers={"Content-Length": str(size), "Content-Type": "video/mp4"},
+                             timeout=httpx.Timeout(timeout_s, connect=10.0))
+    except httpx.TransportError as exc:
+        raise UploadError(f"PUT to key {key!r} failed: {type(exc).__name__}", retryable=True) from None
+    if resp.status_code >= 300:
+        raise UploadError(
+            f"PUT to key {key!r} answered HTTP {resp.status_code}: {resp.text[:200]}",
+            retryable=resp.status_code in RETRYABLE_STATUS,
+        )
+    log.info("uploaded %d bytes to key %s", size, key)
