@@ -22,15 +22,15 @@ import json
 import sys
 from typing import Any
 
-from prefect import flow, get_run_logger, unmapped
-from prefect.futures import as_completed
+from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from tasks.backends import resolve_backend
 from tasks.errors import RequestError
 from tasks.planning import check_inputs_allowed, plan_img2vid
-from tasks.render_local import LOCAL_MAX_WORKERS, render_clip_local
+from tasks.render_local import LOCAL_MAX_WORKERS
 from tasks.reporting import ProgressReporter, publish_result, publish_table
 from tasks.responses import (
     Execution,
@@ -44,10 +44,7 @@ from tasks.responses import (
     outcome_code,
 )
 from tasks.storage import resolve_storage
-from worker_image.contract import MAX_IMAGES, ImageInput, RenderSettings
-
-BACKENDS = ("local",)
-
+from worker_image.contract import MAX_IMAGES, ClipResult, ImageInput, RenderSettings
 
 @flow(name="img2vid", task_runner=ThreadPoolTaskRunner(max_workers=LOCAL_MAX_WORKERS), validate_parameters=True)
 def img2vid(
@@ -64,7 +61,8 @@ def img2vid(
         path: Output prefix (the seed's ``path``), e.g. ``"Project/Video/videos/temp/"``.
         settings: Render settings; the seed's defaults (24 fps, 1920x1080, zoom 1.0 -> 1.324) when omitted.
         storage: ``"local"`` (``$API_GPU_RENDERS_DIR`` or ``./renders``) or an S3Bucket block name.
-        backend: ``"local"``: the worker_image engine in-process, one clip per CPU at a time.
+        backend: ``"local"`` (the worker_image engine in-process, one clip per CPU at a time) or a
+            RunPodEndpoint block name (see ``tasks.backends``).
 
     Returns:
         The response dict (see ``tasks.responses.Img2VidResponse``). When any item failed, a Failed
@@ -80,34 +78,34 @@ def img2vid(
     settings = settings or RenderSettings()
     if not 1 <= len(images) <= MAX_IMAGES:
         raise RequestError("images", f"must hold 1..{MAX_IMAGES} images, got {len(images)}")
-    if backend not in BACKENDS:
-        raise RequestError("backend", f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+    renderer = resolve_backend(backend)
     store = resolve_storage(storage)
-    check_inputs_allowed(images, local_inputs_ok=store.accepts_local_inputs() and backend == "local")
+    check_inputs_allowed(images, local_inputs_ok=store.accepts_local_inputs() and renderer.local_inputs_ok)
     plan = plan_img2vid(images, path, store)
     logger.info("img2vid: %d images -> %s (storage %s, backend %s)", len(plan), plan[0].key.rsplit("/", 1)[0] or ".",
                 store.name, backend)
 
     progress = ProgressReporter(len(plan), key="img2vid-progress", what="clips")
-    futures = render_clip_local.map([p.job for p in plan], unmapped(settings))
-    index_of = {id(f): i for i, f in enumerate(futures)}
     videos: dict[int, VideoEntry] = {}
     failed: dict[int, FailedItem] = {}
-    for future in as_completed(list(futures)):
-        i = index_of[id(future)]
+
+    def on_done(i: int, outcome: ClipResult | BaseException) -> None:
         item = plan[i]
         try:
-            result = future.result()
-            store.verify(item.key, size_bytes=result.size_bytes, sha256=result.sha256)
+            if isinstance(outcome, BaseException):
+                raise outcome
+            store.verify(item.key, size_bytes=outcome.size_bytes, sha256=outcome.sha256)
             url, url_kind = store.url_for(item.key)
             videos[i] = VideoEntry(id=item.job.id, video_url=url, filename=item.job.filename, key=item.key,
-                                   url_kind=url_kind, duration_s=result.duration_s, frames=result.frames,
-                                   width=result.width_px, height=result.height_px, size_bytes=result.size_bytes,
-                                   encoder=result.encoder)
+                                   url_kind=url_kind, duration_s=outcome.duration_s, frames=outcome.frames,
+                                   width=outcome.width_px, height=outcome.height_px, size_bytes=outcome.size_bytes,
+                                   encoder=outcome.encoder)
         except Exception as exc:  # one item's failure, typed; the others go on
             logger.warning("item %s failed: %s", item.job.id, exc)
             failed[i] = FailedItem(id=item.job.id, filename=item.job.filename, error=error_info(exc))
         progress.advance()
+
+    renderer([p.job for p in plan], settings, on_done)
 
     ordered_failed = [failed[i] for i in sorted(failed)]
     code, message = outcome_code(len(plan), ordered_failed)
@@ -140,6 +138,14 @@ def _final_state(result: dict[str, Any], message: str, *, failed_count: int) -> 
     return Completed(message=message, data=result)
 
 
+def _folder_of(url: str) -> str:
+    """The folder holding a video: a filesystem path for file:// URLs, else the URL's parent."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    return unquote(parts.path).rsplit("/", 1)[0] if parts.scheme == "file" else url.split("?", 1)[0].rsplit("/", 1)[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m flows.img2vid REQUEST.json``: run the flow on a seed-shaped request body and print
     the result JSON. Exit status 0 when every item rendered, 1 otherwise."""
@@ -155,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"img2vid failed: {result}", file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2, ensure_ascii=False))
+    for folder in sorted({_folder_of(v["video_url"]) for v in result.get("videos", [])}):
+        print(f"\nvideos are in: {folder}")
     return 0 if state.is_completed() else 1
 
 

@@ -7,13 +7,17 @@ clip's encoder is itself multi-threaded, so more would only queue on the same co
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from typing import Any
 
-from prefect import task
+from prefect import task, unmapped
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
 
 from worker_image.contract import ClipJob, ClipResult, RenderSettings
 from worker_image.engine import render_clip
 
+from .backends import OnDone
 from .retry import RETRY_DELAYS_S, is_transient
 
 #: Clips rendered at once by the local backend: one per CPU.
@@ -39,3 +43,25 @@ def render_clip_local(clip: ClipJob, settings: RenderSettings) -> ClipResult:
         worker_image.errors.RenderError: any engine failure, naming the clip id.
     """
     return render_clip(clip, settings, allow_local_inputs=True)
+
+
+def map_as_completed(task_fn: Any, jobs: Sequence[Any], settings: Any, on_done: OnDone) -> None:
+    """Fan ``task_fn(job, settings)`` out over ``jobs`` and report each outcome as it finishes."""
+    futures = list(task_fn.map(list(jobs), unmapped(settings)))
+    index_of = {id(f): i for i, f in enumerate(futures)}
+    for future in as_completed(futures):
+        try:
+            outcome: Any = future.result()
+        except Exception as exc:  # the job's typed failure is its outcome; the others go on
+            outcome = exc
+        on_done(index_of[id(future)], outcome)
+
+
+class LocalBackend:
+    """Backend ``"local"``: one Prefect task per job, run in this process."""
+
+    name = "local"
+    local_inputs_ok = True
+
+    def __call__(self, jobs: Sequence[ClipJob], settings: RenderSettings, on_done: OnDone) -> None:
+        map_as_completed(render_clip_local, jobs, settings, on_done)
