@@ -126,8 +126,10 @@ class RenderSettings(_Model):
         "auto", description="H.264 encoder. 'auto' probes NVENC once per process and falls back to libx264."
     )
     crf: int = Field(23, ge=0, le=51, description="libx264 constant rate factor (seed: 23).")
-    x264_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"] = Field(
-        "medium", description="libx264 preset (FFmpeg's default, medium)."
+    x264_preset: Literal["superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"] = Field(
+        "medium",
+        description="libx264 preset (FFmpeg's default, medium). 'ultrafast' is not offered: it turns off CABAC "
+        "and 8x8 transforms, so x264 signals Constrained Baseline instead of the High profile we promise.",
     )
     cq: int = Field(23, ge=0, le=51, description="NVENC constant quality in VBR mode (seed: 23).")
     nvenc_preset: Literal["p1", "p2", "p3", "p4", "p5", "p6", "p7"] = Field("p4", description="NVENC preset (seed: p4).")
@@ -202,3 +204,225 @@ class ClipResult(_Model):
     size_bytes: int
     sha256: str = Field(..., description="Hex SHA-256 of the delivered bytes.")
     encoder: str = Field(..., description="FFmpeg encoder used: h264_nvenc or libx264.")
+
+
+# --- caption
+#: Default limit on a downloaded caption video, in bytes. Seed caption videos are short phone clips
+#: (tens of MB); 500 MB leaves room for a few minutes of 1080p at high bitrate.
+DEFAULT_MAX_VIDEO_BYTES = 500 * 1024 * 1024
+#: Limit on a downloaded subtitle file, in bytes. A two-hour film's SRT is about 100 KB.
+MAX_SUBTITLE_BYTES = 5 * 1024 * 1024
+_FONT_FAMILY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 \-]{0,63}$")
+
+
+class CaptionStyle(_Model):
+    """How SRT/WebVTT captions are drawn (ASS/SSA scripts keep their own styles).
+
+    Sizes are percentages of the upright output picture, so a style looks the same at 720p and 1080p.
+    Defaults give readable captions: white Noto Sans at 5 % of the height with a black outline,
+    centred at the bottom, at most 42 characters per line (the common broadcast/streaming line limit).
+    """
+
+    font_family: str = Field(
+        "Noto Sans",
+        description="Font family installed on the worker (Noto families are). Characters it lacks come from "
+        "Noto Sans Arabic / Hebrew / Devanagari / Thai / CJK / Symbols; letters, digits, spaces and '-' only.",
+    )
+    font_size_pct: float = Field(5.0, ge=1.0, le=20.0, description="Font size in percent of the video height (5 -> 54 px at 1080p).")
+    primary_color: str = Field("#ffffff", description="Text colour, #RRGGBB.")
+    outline_color: str = Field("#000000", description="Outline colour, #RRGGBB (unused when box is true).")
+    outline_width_pct: float = Field(
+        0.25, ge=0.0, le=5.0,
+        description="Outline width in percent of the video height (0.25 -> 2.7 px at 1080p); with box=true, the box padding.",
+    )
+    box: bool = Field(False, description="Draw an opaque box behind each line (ASS BorderStyle 3) instead of an outline.")
+    box_color: str = Field("#000000", description="Box colour, #RRGGBB (box=true only).")
+    box_opacity: float = Field(0.6, ge=0.0, le=1.0, description="Box opacity, 0 (clear) to 1 (opaque) (box=true only).")
+    position: Literal["bottom", "middle", "top"] = Field("bottom", description="Vertical position of the captions, centred horizontally.")
+    margin_v_pct: float = Field(5.0, ge=0.0, le=45.0, description="Distance from the bottom (or top) edge, percent of the video height.")
+    margin_h_pct: float = Field(5.0, ge=0.0, le=45.0, description="Minimum distance from the left and right edges, percent of the video width.")
+    max_chars_per_line: int = Field(
+        42, ge=8, le=200, description="Longest line in characters (CJK characters count 2); longer lines wrap at spaces."
+    )
+
+    @field_validator("primary_color", "outline_color", "box_color")
+    @classmethod
+    def _hex(cls, value: str) -> str:
+        if not _HEX_COLOR.match(value):
+            raise ValueError("must be a #RRGGBB colour, e.g. '#ffffff'")
+        return value.lower()
+
+    @field_validator("font_family")
+    @classmethod
+    def _family(cls, value: str) -> str:
+        if not _FONT_FAMILY.match(value):
+            raise ValueError("must be a font family name of letters, digits, spaces and '-', e.g. 'Noto Sans'")
+        return value
+
+
+class CaptionJob(_Model):
+    """Burn subtitles into a video (seed API ``POST /video/caption``): one input video, one subtitle file.
+
+    The seed's ``path`` and ``output_filename`` become ``output`` and ``filename`` when the flow plans the
+    job. Encoder settings and their defaults are those of :class:`RenderSettings`.
+    """
+
+    operation: Literal["caption"] = "caption"
+    id: str = Field(..., min_length=1, max_length=200, description="Caller's id for the job; echoed in results and errors.")
+    url_video: str = Field(
+        ..., min_length=1, max_length=8192,
+        description="http(s) URL of the video. With the local backend only, also a file:// URL or a local path.",
+    )
+    url_srt: str = Field(
+        ..., min_length=1, max_length=8192,
+        description="http(s) URL of the subtitles: SRT, WebVTT or ASS/SSA (local paths as for url_video).",
+    )
+    filename: str = Field(..., min_length=1, max_length=255, description="Output file name (seed: output_filename), e.g. video_legendado.mp4.")
+    output: OutputTarget
+    style: CaptionStyle = Field(default_factory=CaptionStyle, description="Caption look for SRT/WebVTT input.")
+    encoder: Literal["auto", "h264_nvenc", "libx264"] = Field(
+        "auto", description="H.264 encoder. 'auto' probes NVENC once per process and falls back to libx264."
+    )
+    crf: int = Field(23, ge=0, le=51, description="libx264 constant rate factor (seed: 23).")
+    x264_preset: Literal["superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"] = Field(
+        "medium",
+        description="libx264 preset (FFmpeg's default, medium). 'ultrafast' is not offered: it turns off CABAC "
+        "and 8x8 transforms, so x264 signals Constrained Baseline instead of the High profile we promise.",
+    )
+    cq: int = Field(23, ge=0, le=51, description="NVENC constant quality in VBR mode (seed: 23).")
+    nvenc_preset: Literal["p1", "p2", "p3", "p4", "p5", "p6", "p7"] = Field("p4", description="NVENC preset (seed: p4).")
+    max_download_bytes: int = Field(
+        DEFAULT_MAX_VIDEO_BYTES, ge=1, le=8 * 1024**3, description="A video larger than this many bytes is refused."
+    )
+
+    @field_validator("url_video", "url_srt")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        input_kind(value)
+        return value
+
+
+class CaptionResult(_Model):
+    """What the engine measured on a delivered captioned video (ffprobe on the final bytes), and what it
+    did with the cues."""
+
+    id: str
+    filename: str
+    frames: int = Field(..., description="Video frames in the file (ffprobe nb_frames); every input frame is kept.")
+    duration_s: float = Field(..., description="Container duration in seconds; the input's within one frame.")
+    width_px: int = Field(..., description="Upright width (after the input's display rotation was applied).")
+    height_px: int = Field(..., description="Upright height.")
+    size_bytes: int
+    sha256: str = Field(..., description="Hex SHA-256 of the delivered bytes.")
+    encoder: str = Field(..., description="FFmpeg encoder used: h264_nvenc or libx264.")
+    subtitle_format: Literal["srt", "vtt", "ass"] = Field(..., description="Format of the subtitle file.")
+    subtitle_encoding: str = Field(..., description="Text encoding detected, e.g. utf-8, utf-8-sig, utf-16-le, cp1252.")
+    cues: int = Field(..., description="Cues drawn (after dropping those that start after the video ends).")
+    cues_clipped: int = Field(0, description="Cues cut short at the end of the video.")
+    cues_dropped: int = Field(0, description="Cues dropped because they start at or after the end of the video.")
+    missing_glyphs: list[str] = Field(
+        default_factory=list, description="Characters no installed font has, as 'U+XXXX'; drawn as empty boxes."
+    )
+    warnings: list[str] = Field(default_factory=list, description="What was tolerated or skipped, in words.")
+
+
+# --- addaudio
+#: Default limit on each downloaded add-audio input (video or audio), in bytes. Seed videos are short
+#: clips (tens of MB); 1 GiB leaves room for a few minutes of 1080p at a high bitrate.
+DEFAULT_MAX_MEDIA_BYTES = 1024**3
+#: Longest fade-in or fade-out, in seconds.
+MAX_FADE_S = 60.0
+#: Default gain of the video's own track in ``mix`` mode, dB: -12 dB keeps it audible under a voice.
+DEFAULT_ORIGINAL_VOLUME_DB = -12.0
+
+
+class AddAudioOptions(_Model):
+    """How the new audio goes onto the video (seed API ``POST /video/addaudio``; options are ours).
+
+    The defaults are the seed's behaviour: the video's own audio is replaced, the output lasts as long as
+    the shorter input, and the video stream is copied (not re-encoded) whenever MP4 can hold it. The
+    encoder fields apply only when the video must be re-encoded (codec MP4 cannot hold, a held last
+    frame, or no copy cut within one frame); their defaults are :class:`RenderSettings`'.
+    """
+
+    mode: Literal["replace", "mix"] = Field(
+        "replace",
+        description="'replace' (seed): the output has only the new audio. 'mix': the video's own track is kept "
+        "at original_volume_db under the new audio (a video without audio gets just the new audio).",
+    )
+    length_policy: Literal["shortest", "video", "audio"] = Field(
+        "shortest",
+        description="Output length: 'shortest' (seed) the shorter input; 'video' the video's (audio padded with "
+        "silence or cut); 'audio' the audio's (video cut, or its last frame held, which re-encodes it).",
+    )
+    volume_db: float = Field(0.0, ge=-60.0, le=20.0, description="Gain of the new audio in dB (0 keeps its level).")
+    original_volume_db: float = Field(
+        DEFAULT_ORIGINAL_VOLUME_DB, ge=-60.0, le=20.0, description="mix only: gain of the video's own track in dB."
+    )
+    duck: bool = Field(
+        False, description="mix only: lower the video's own track while the new audio is loud (sidechain compression)."
+    )
+    fade_in_s: float = Field(0.0, ge=0.0, le=MAX_FADE_S, description="Audio fade-in from the start, seconds (0: none).")
+    fade_out_s: float = Field(
+        0.0, ge=0.0, le=MAX_FADE_S, description="Audio fade-out ending at the end of the output, seconds (0: none)."
+    )
+    audio_bitrate_kbps: int = Field(192, ge=32, le=512, description="AAC LC stereo 48 kHz bitrate, kbit/s.")
+    encoder: Literal["auto", "h264_nvenc", "libx264"] = Field(
+        "auto", description="H.264 encoder if the video is re-encoded; 'auto' probes NVENC and falls back to libx264."
+    )
+    crf: int = Field(23, ge=0, le=51, description="libx264 constant rate factor if re-encoded (seed: 23).")
+    x264_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"] = Field(
+        "medium", description="libx264 preset if re-encoded (FFmpeg's default, medium)."
+    )
+    cq: int = Field(23, ge=0, le=51, description="NVENC constant quality in VBR mode if re-encoded (seed: 23).")
+    nvenc_preset: Literal["p1", "p2", "p3", "p4", "p5", "p6", "p7"] = Field("p4", description="NVENC preset if re-encoded (seed: p4).")
+    max_download_bytes: int = Field(
+        DEFAULT_MAX_MEDIA_BYTES, ge=1, le=8 * 1024**3, description="Either input larger than this many bytes is refused."
+    )
+
+    @model_validator(mode="after")
+    def _mix_only(self) -> "AddAudioOptions":
+        if self.mode == "replace" and (self.duck or self.original_volume_db != DEFAULT_ORIGINAL_VOLUME_DB):
+            raise ValueError("duck and original_volume_db apply only with mode='mix' (replace drops the original track)")
+        return self
+
+
+class AddAudioJob(_Model):
+    """Put an audio track on a video (seed API ``POST /video/addaudio``): one video, one audio file.
+
+    The seed's ``path`` and ``output_filename`` become ``output`` and ``filename`` when the flow plans the
+    job. Errors name ``filename`` as their item.
+    """
+
+    operation: Literal["addaudio"] = "addaudio"
+    url_video: str = Field(
+        ..., min_length=1, max_length=8192,
+        description="http(s) URL of the video. With the local backend only, also a file:// URL or a local path.",
+    )
+    url_audio: str = Field(
+        ..., min_length=1, max_length=8192,
+        description="http(s) URL of the audio: MP3, WAV, M4A/AAC, Opus/Ogg, or any file with an audio stream "
+        "(local paths as for url_video).",
+    )
+    filename: str = Field(..., min_length=1, max_length=255, description="Output file name (seed: output_filename), e.g. video_com_audio.mp4.")
+    output: OutputTarget
+    options: AddAudioOptions = Field(default_factory=AddAudioOptions, description="Mode, length policy, volumes, fades, encoder.")
+
+    @field_validator("url_video", "url_audio")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        input_kind(value)
+        return value
+
+
+class AddAudioResult(_Model):
+    """What the engine measured on a delivered add-audio video (ffprobe on the final bytes)."""
+
+    filename: str = Field(..., description="Output file name from the job.")
+    duration_s: float = Field(..., description="Container duration in seconds; the target length within one frame.")
+    video_duration_s: float = Field(..., description="Video stream duration in seconds.")
+    audio_duration_s: float = Field(..., description="Audio stream duration in seconds; within 0.05 s of the video's.")
+    size_bytes: int = Field(..., description="Size of the delivered file in bytes.")
+    sha256: str = Field(..., description="Hex SHA-256 of the delivered bytes.")
+    video_copied: bool = Field(..., description="True when the video stream was copied packet for packet, not re-encoded.")
+    encoder: str = Field(..., description="Video encoder: 'copy', h264_nvenc or libx264.")

@@ -26,7 +26,7 @@ from .errors import InputError
 log = logging.getLogger(__name__)
 
 #: Raster formats accepted as stills. Pillow sniffs these from the first bytes of the file.
-ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO")
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 #: EXIF tag 0x0112 (Orientation) values whose transform swaps width and height (TIFF/EP, EXIF 2.3).
 _SWAPS_AXES = {5, 6, 7, 8}
 
