@@ -71,6 +71,12 @@ def local_path(url: str) -> Path:
     return Path(unquote(parts.path)) if parts.scheme.lower() == "file" else Path(url)
 
 
+def _field_name(loc: tuple[Any, ...]) -> str:
+    """A validation error location as the caller knows it: ``duration_s (sent as duracao)`` for the alias."""
+    name = ".".join(str(p) for p in loc) or "image"
+    return "duration_s (sent as duracao)" if name == "duracao" else name
+
+
 class ImageInput(_Model):
     """One still image of an img2vid request (the seed's ``images[]`` element).
 
@@ -108,9 +114,7 @@ class ImageInput(_Model):
             return handler(data)
         except ValidationError as exc:
             image_id = data.get("id") if isinstance(data, dict) else getattr(data, "id", None)
-            reasons = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'image'}: {err['msg']}" for err in exc.errors()
-            )
+            reasons = "; ".join(f"{_field_name(err['loc'])}: {err['msg']}" for err in exc.errors())
             raise ValueError(f"image {image_id!r}: {reasons}") from None
 
 

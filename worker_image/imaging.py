@@ -16,6 +16,7 @@ import io
 import logging
 import math
 import os
+import re
 import warnings
 
 import numpy as np
@@ -132,8 +133,11 @@ def load_image(
             img = Image.open(path, formats=ALLOWED_FORMATS)
     except UnidentifiedImageError:
         raise InputError(_describe_bytes(path), field="image_url") from None
-    except Image.DecompressionBombError as exc:
-        raise InputError(f"image refused as a decompression bomb: {exc}", field="image_url") from None
+    except Image.DecompressionBombError as exc:  # Pillow's own guard (over 2x its default) fired first
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(pixels.group(1)) / 1e6:.1f} MP" if pixels else "too many pixels"
+        raise InputError(f"image is {size}, over the limit of {max_pixels / 1e6:.1f} MP (max_image_pixels); "
+                         "refused as a decompression bomb", field="image_url") from None
     except OSError as exc:
         raise InputError(f"image could not be read: {exc}", field="image_url") from None
 
