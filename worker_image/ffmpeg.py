@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import tempfile
 import threading
@@ -84,6 +85,61 @@ def rawvideo_to_mp4_argv(
     ]
 
 
+#: Plain file names (no folder, no filtergraph metacharacters) accepted by :func:`caption_argv`.
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def caption_argv(
+    *,
+    input_name: str,
+    subtitles_name: str,
+    output_name: str,
+    encoder_args: list[str],
+    crop_px: tuple[int, int] | None = None,
+) -> list[str]:
+    """Burn an ASS script into a video: re-encode the first video stream, copy every audio stream.
+
+    Run it with ``cwd`` set to the folder holding the three files: the filtergraph names the script
+    relatively, so no path (and nothing the caller sent) ever enters the filtergraph.
+
+    * Display-matrix rotation (phones) is applied by FFmpeg's default autorotation while decoding, before
+      the filtergraph, so captions are drawn on the upright picture and the output carries no rotation.
+    * ``crop_px`` (even width, height) trims the last column/row of an odd-sized picture, which
+      yuv420p cannot hold.
+    * ``format=yuv420p`` turns 10-bit and 4:2:2/4:4:4 input into 8-bit 4:2:0 before libass draws, so
+      ``encoder_args`` (:func:`h264_encoder_args`) encode it as H.264 High.
+    * ``shaping=complex`` asks libass for HarfBuzz shaping (Arabic joining, Indic reordering).
+    * ``-fps_mode passthrough`` keeps every frame with its input timestamp: variable-frame-rate video
+      stays in sync with its (copied) audio instead of being resampled to a constant rate. (FFmpeg's
+      default for MP4 output is constant rate: a 20-frame VFR test clip came out with 41 frames.)
+    * ``-c:a copy`` keeps the audio packets unchanged; ``0:a?`` makes audio optional.
+
+    Raises:
+        ValueError: a name is not a plain file name (letters, digits, ``_``, ``.``, ``-``).
+    """
+    for name in (input_name, subtitles_name, output_name):
+        if not _PLAIN_NAME.match(name):
+            raise ValueError(f"{name!r} is not a plain file name chosen by the engine")
+    filters = []
+    if crop_px is not None:
+        filters.append(f"crop={crop_px[0]}:{crop_px[1]}:0:0")
+    filters += ["format=yuv420p", f"ass=filename={subtitles_name}:shaping=complex"]
+    return [
+        FFMPEG,
+        *BASE_ARGS,
+        "-i", input_name,
+        "-map", "0:v:0",
+        "-map", "0:a?",
+        "-vf", ",".join(filters),
+        "-fps_mode", "passthrough",
+        *encoder_args,
+        "-c:a", "copy",
+        "-movflags", "+faststart",
+        "-f", "mp4",
+        "-y", output_name,
+    ]
+
+
 def nvenc_probe_argv() -> list[str]:
     """A 1-frame NVENC encode to the null muxer: succeeds only where a working NVIDIA GPU and driver exist."""
     return [
@@ -103,6 +159,7 @@ def run(
     timeout_s: float,
     stdin_chunks: Iterable[bytes | memoryview] | None = None,
     what: str = "ffmpeg",
+    cwd: str | os.PathLike[str] | None = None,
 ) -> str:
     """Run an FFmpeg/ffprobe command and return its stdout as text.
 
@@ -112,6 +169,8 @@ def run(
         stdin_chunks: Optional byte chunks written to the process's stdin (raw frames), in order.
             If the process exits early, the remaining chunks are not consumed.
         what: Short name of the step for the error message, e.g. ``"encode"``.
+        cwd: Working directory of the process (None: ours). Commands whose filtergraph names a file
+            relatively (``ass=filename=subs.ass``) run in the folder holding it.
 
     Returns:
         The process's stdout, decoded as UTF-8 (ffprobe JSON); empty for ffmpeg writing a file.
@@ -127,6 +186,7 @@ def run(
                 stdin=subprocess.PIPE if stdin_chunks is not None else subprocess.DEVNULL,
                 stdout=stdout_file,
                 stderr=stderr_file,
+                cwd=cwd,
             )
         except FileNotFoundError as exc:
             raise FFmpegError(f"{what}: {argv[0]} is not installed", argv=argv) from exc
