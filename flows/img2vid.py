@@ -43,10 +43,12 @@ from tasks.responses import (
     now_utc,
     outcome_code,
 )
+from tasks.runpod_jobs import cancel_runpod_jobs
 from tasks.storage import resolve_storage
 from worker_image.contract import MAX_IMAGES, ClipResult, ImageInput, RenderSettings
 
-@flow(name="img2vid", task_runner=ThreadPoolTaskRunner(max_workers=LOCAL_MAX_WORKERS), validate_parameters=True)
+@flow(name="img2vid", task_runner=ThreadPoolTaskRunner(max_workers=LOCAL_MAX_WORKERS), validate_parameters=True,
+      on_cancellation=[cancel_runpod_jobs])
 def img2vid(
     images: list[ImageInput],
     path: str,

@@ -37,3 +37,57 @@ class StorageError(OrchestrationError):
 
 class BackendError(OrchestrationError):
     """A render backend failed in a way that is not one item's fault (misconfigured, unreachable)."""
+
+
+class RunPodAPIError(BackendError):
+    """The RunPod HTTP API answered with an error or could not be reached.
+
+    Args:
+        message: What was asked and what came back (never the API key or a presigned URL).
+        status_code: The HTTP status, or None when no answer arrived (connection refused, timeout).
+        retryable: True for 408/429/5xx and transport failures (another try may succeed); False for
+            other 4xx such as 401 (bad API key) or 404 (unknown endpoint or job).
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None, retryable: bool = False) -> None:
+        self.status_code, self.retryable = status_code, retryable
+        super().__init__(message)
+
+    def __reduce__(self):
+        return (_rebuild_kw, (type(self), str(self), {"status_code": self.status_code, "retryable": self.retryable}))
+
+
+class JobFailedError(BackendError):
+    """A RunPod job ended FAILED (or vanished) instead of COMPLETED.
+
+    ``retryable`` is False when the worker said the input was bad (a structured error with
+    ``retryable: false``); True for crashes, lost workers and errors the worker marked transient.
+
+    Args:
+        message: The worker's error message (or a description of what went wrong).
+        job_id: The RunPod job id.
+        error_type: The worker's error class name when it sent a structured error, else None.
+        retryable: Whether submitting the same clips again may succeed.
+    """
+
+    def __init__(self, message: str, *, job_id: str | None = None, error_type: str | None = None,
+                 retryable: bool = False) -> None:
+        self.job_id, self.error_type, self.retryable = job_id, error_type, retryable
+        super().__init__(message)
+
+    def __reduce__(self):
+        return (_rebuild_kw, (type(self), str(self), {"job_id": self.job_id, "error_type": self.error_type,
+                                                       "retryable": self.retryable}))
+
+
+class JobTimedOutError(JobFailedError):
+    """A RunPod job ran past its execution timeout (status TIMED_OUT) or past our overall deadline.
+    Retryable: the backend resubmits its clips in smaller chunks."""
+
+
+class JobCancelledError(JobFailedError):
+    """A RunPod job was CANCELLED by someone other than this flow run (e.g. in the RunPod console)."""
+
+
+def _rebuild_kw(cls: type, message: str, kwargs: dict) -> Exception:
+    return cls(message, **kwargs)
