@@ -375,8 +375,8 @@ class AddAudioOptions(_Model):
         "auto", description="H.264 encoder if the video is re-encoded; 'auto' probes NVENC and falls back to libx264."
     )
     crf: int = Field(23, ge=0, le=51, description="libx264 constant rate factor if re-encoded (seed: 23).")
-    x264_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"] = Field(
-        "medium", description="libx264 preset if re-encoded (FFmpeg's default, medium)."
+    x264_preset: Literal["superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"] = Field(
+        "medium", description="libx264 preset if re-encoded (FFmpeg's default, medium); no 'ultrafast', as in RenderSettings."
     )
     cq: int = Field(23, ge=0, le=51, description="NVENC constant quality in VBR mode if re-encoded (seed: 23).")
     nvenc_preset: Literal["p1", "p2", "p3", "p4", "p5", "p6", "p7"] = Field("p4", description="NVENC preset if re-encoded (seed: p4).")
