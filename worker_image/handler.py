@@ -29,6 +29,7 @@ import asyncio
 import logging
 import os
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +54,11 @@ JOB_TAKE_ENV = "RUNPOD_WEBHOOK_GET_JOB"
 
 JobDict = dict[str, Any]
 Runner = Callable[[JobDict, Any], Awaitable[dict[str, Any]]]
+
+
+class JobStopped(Exception):
+    """Raised inside a clip's thread when RunPod stopped the job (cancel, execution timeout); never reported:
+    the platform already settled the job."""
 
 
 @dataclass(frozen=True)
@@ -94,14 +100,26 @@ async def run_img2vid(job: JobDict, spec: Img2VidJob) -> dict[str, Any]:
     allow_local = is_local_test()
     results: list[dict[str, Any]] = []
     total = len(spec.clips)
-    for index, clip in enumerate(spec.clips, start=1):
-        try:
-            result = await asyncio.to_thread(engine.render_clip, clip, spec.settings, allow_local_inputs=allow_local)
-            results.append({"ok": True, **result.model_dump()})
-        except RenderError as err:
-            log.warning("clip %s failed: %s", clip.id, err)
-            results.append({"ok": False, "id": clip.id, "filename": clip.filename, "error": err.to_payload()})
-        _report_progress(job, {"clips_done": index, "clips_total": total})
+    stop = threading.Event()
+
+    def check_stop(frames_done: int, frames_total: int) -> None:  # called by the engine every 24 frames
+        if stop.is_set():
+            raise JobStopped(f"job {job.get('id')} stopped at frame {frames_done}/{frames_total}")
+
+    try:
+        for index, clip in enumerate(spec.clips, start=1):
+            try:
+                result = await asyncio.to_thread(engine.render_clip, clip, spec.settings,
+                                                 allow_local_inputs=allow_local, on_frames=check_stop)
+                results.append({"ok": True, **result.model_dump()})
+            except RenderError as err:
+                log.warning("clip %s failed: %s", clip.id, err)
+                results.append({"ok": False, "id": clip.id, "filename": clip.filename, "error": err.to_payload()})
+            _report_progress(job, {"clips_done": index, "clips_total": total})
+    except asyncio.CancelledError:
+        stop.set()  # the clip's thread aborts its encode at the next 24-frame mark (a stalled download runs out)
+        log.info("job %s stopped after %d of %d clips", job.get("id"), len(results), total)
+        raise
     return {"results": results}
 
 
