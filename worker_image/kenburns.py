@@ -6,10 +6,11 @@ Pipeline (one clip):
 
 1. **Cover window.** The largest rectangle of the output aspect, centred in the image (the image is
    cover-cropped, never stretched: a square stays square).
-2. **Base raster.** That window is resampled once, with Pillow's Lanczos filter over the exact float
-   box, to a raster at most ``zoom_max`` times the output size (the detail the deepest zoom needs) and
-   at least the output size. It is converted to Y'CbCr (BT.709 matrix, limited range, as tagged on
-   the output) with chroma averaged 2x2.
+2. **Base raster.** When the photo's resolution is about what the deepest zoom needs, its own pixels
+   are the base (no resample). Otherwise the cover window is resampled once, with Pillow's Lanczos
+   filter over the exact float box, to ``zoom_max`` times the output size (or up to the output size for
+   small photos). The base is converted to Y'CbCr (BT.709 matrix, limited range, as tagged on the
+   output) with chroma averaged 2x2.
 3. **Frames.** Frame ``n`` shows the centred window ``base / z(n)``, with ``z`` linear in ``n`` from
    ``zoom_start`` on the first frame to ``zoom_end`` on the last (the seed's zoom law, made exact at
    both ends). Each plane is resampled with OpenCV's bilinear ``warpAffine`` from that float window;
@@ -33,6 +34,11 @@ from PIL import Image
 #: BT.709 luma coefficients (ITU-R BT.709-6, item 3.2).
 KR, KB = 0.2126, 0.0722
 KG = 1.0 - KR - KB
+
+#: A photo whose cover window is at most this much larger than the deepest zoom needs is used at its
+#: own resolution; frames then downscale it by up to zoom_max x 1.25 with bilinear sampling. Larger
+#: photos are first reduced with Lanczos (once per clip), smaller ones enlarged to the output size.
+NATIVE_SCALE_SLACK = 1.25
 
 # OpenCV threads inside one warpAffine call only add overhead at 1080p; parallelism comes from
 # rendering clips concurrently and from the encoder.
@@ -74,10 +80,10 @@ def zoom_at(n: int, frames: int, zoom_start: float, zoom_end: float) -> float:
     return zoom_start + (zoom_end - zoom_start) * (n / (frames - 1))
 
 
-def zoomed_window(base_w: float, base_h: float, zoom: float) -> Window:
-    """The centred window showing ``1/zoom`` of a ``base_w x base_h`` raster."""
-    w, h = base_w / zoom, base_h / zoom
-    return Window((base_w - w) / 2.0, (base_h - h) / 2.0, w, h)
+def zoomed_window(cover: Window, zoom: float) -> Window:
+    """The window showing ``1/zoom`` of ``cover``, sharing its centre."""
+    w, h = cover.w / zoom, cover.h / zoom
+    return Window(cover.x0 + (cover.w - w) / 2.0, cover.y0 + (cover.h - h) / 2.0, w, h)
 
 
 def base_raster_size(cover: Window, out_w: int, out_h: int, zoom_max: float) -> tuple[int, int]:
@@ -110,26 +116,46 @@ def chroma_matrix(win: Window, out_w: int, out_h: int) -> np.ndarray:
     )
 
 
+#: R'G'B' (0..255) -> limited-range Y'CbCr code values, BT.709-6 items 3.2-3.5 and 4.6: rows Y', Cb,
+#: Cr; last column the offset. Applied by ``cv2.transform`` with rounding and saturation to uint8.
+_RGB_TO_YCBCR709 = np.array(
+    [
+        [219 / 255 * KR, 219 / 255 * KG, 219 / 255 * KB, 16.0],
+        [224 / 255 * -KR / (2 * (1 - KB)), 224 / 255 * -KG / (2 * (1 - KB)), 224 / 255 * 0.5, 128.0],
+        [224 / 255 * 0.5, 224 / 255 * -KG / (2 * (1 - KR)), 224 / 255 * -KB / (2 * (1 - KR)), 128.0],
+    ],
+    dtype=np.float32,
+)
+
+
 def rgb_to_ycbcr709(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """8-bit R'G'B' (H x W x 3, H and W even) -> (Y', Cb, Cr) uint8 planes, BT.709 limited range.
 
     Y' is full size; Cb and Cr are averaged over 2x2 blocks (H/2 x W/2). Ranges: Y' 16..235,
     Cb/Cr 16..240 (BT.709-6 item 4.6 quantisation).
     """
-    f = rgb.astype(np.float32) * np.float32(1.0 / 255.0)
-    r, g, b = f[..., 0], f[..., 1], f[..., 2]
-    y = KR * r + KG * g + KB * b
-    cb = (b - y) * np.float32(1.0 / (2.0 * (1.0 - KB)))
-    cr = (r - y) * np.float32(1.0 / (2.0 * (1.0 - KR)))
+    h, w = rgb.shape[:2]
+    ycbcr = cv2.transform(np.ascontiguousarray(rgb), _RGB_TO_YCBCR709)
+    y, cb, cr = cv2.split(ycbcr)
+    half = (w // 2, h // 2)
+    return y, cv2.resize(cb, half, interpolation=cv2.INTER_AREA), cv2.resize(cr, half, interpolation=cv2.INTER_AREA)
 
-    def half(plane: np.ndarray) -> np.ndarray:
-        h, w = plane.shape
-        return plane.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
 
-    def q(plane: np.ndarray, scale: float, offset: float) -> np.ndarray:
-        return np.clip(np.rint(plane * scale + offset), 0, 255).astype(np.uint8)
-
-    return q(y, 219.0, 16.0), q(half(cb), 224.0, 128.0), q(half(cr), 224.0, 128.0)
+def _even_crop(rgb: np.ndarray, cover: Window) -> tuple[np.ndarray, Window]:
+    """The whole-pixel box around ``cover`` with even width and height (edge pixels repeated if the
+    image is too small), and ``cover`` in that box's coordinates. No resampling."""
+    h, w = rgb.shape[:2]
+    x0, y0 = int(np.floor(cover.x0 + 1e-9)), int(np.floor(cover.y0 + 1e-9))
+    x1, y1 = int(np.ceil(cover.x0 + cover.w - 1e-9)), int(np.ceil(cover.y0 + cover.h - 1e-9))
+    if (x1 - x0) % 2:
+        x1, x0 = (x1 + 1, x0) if x1 < w else (x1, x0 - 1) if x0 > 0 else (x1, x0)
+    if (y1 - y0) % 2:
+        y1, y0 = (y1 + 1, y0) if y1 < h else (y1, y0 - 1) if y0 > 0 else (y1, y0)
+    box = rgb[y0:y1, x0:x1]
+    pad_y, pad_x = box.shape[0] % 2, box.shape[1] % 2
+    if pad_y or pad_x:
+        box = np.pad(box, ((0, pad_y), (0, pad_x), (0, 0)), mode="edge")
+    return box, Window(cover.x0 - x0, cover.y0 - y0, cover.w, cover.h)
 
 
 class KenBurnsClip:
@@ -149,11 +175,18 @@ class KenBurnsClip:
         self.width_px, self.height_px, self.frames = width_px, height_px, frames
         self.zoom_start, self.zoom_end = zoom_start, zoom_end
         cover = cover_window(image.width, image.height, width_px, height_px)
-        bw, bh = base_raster_size(cover, width_px, height_px, max(zoom_start, zoom_end))
-        reducing_gap = 2.0 if cover.w > 2 * bw else None
-        base = image.resize((bw, bh), Image.Resampling.LANCZOS, box=cover.box, reducing_gap=reducing_gap)
-        self.base_y, self.base_cb, self.base_cr = rgb_to_ycbcr709(np.asarray(base))
-        self.base_w, self.base_h = bw, bh
+        zoom_max = max(zoom_start, zoom_end)
+        scale = cover.w / width_px
+        if 1.0 <= scale <= zoom_max * NATIVE_SCALE_SLACK:
+            # The photo's own pixels already hold the detail the deepest zoom needs and not much more:
+            # use them as they are (no resample, no blur).
+            rgb, self.cover = _even_crop(np.asarray(image), cover)
+        else:
+            bw, bh = base_raster_size(cover, width_px, height_px, zoom_max)
+            reducing_gap = 2.0 if cover.w > 2 * bw else None
+            rgb = np.asarray(image.resize((bw, bh), Image.Resampling.LANCZOS, box=cover.box, reducing_gap=reducing_gap))
+            self.cover = Window(0.0, 0.0, float(bw), float(bh))
+        self.base_y, self.base_cb, self.base_cr = rgb_to_ycbcr709(rgb)
 
     def frame_size_bytes(self) -> int:
         """Bytes in one yuv420p frame: width x height x 3/2."""
@@ -161,7 +194,7 @@ class KenBurnsClip:
 
     def window(self, n: int) -> Window:
         """The base-raster window shown by frame ``n``."""
-        return zoomed_window(self.base_w, self.base_h, zoom_at(n, self.frames, self.zoom_start, self.zoom_end))
+        return zoomed_window(self.cover, zoom_at(n, self.frames, self.zoom_start, self.zoom_end))
 
     def iter_frames(self) -> Iterator[memoryview]:
         """Yield each frame as a memoryview of one reused yuv420p buffer (consume it before the next)."""

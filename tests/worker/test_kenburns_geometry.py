@@ -38,9 +38,10 @@ def test_zoom_is_linear_exact_at_both_ends_and_strictly_monotonic():
 
 
 def test_zoomed_window_stays_centred_and_never_rounds():
-    win = zoomed_window(2542, 1430, 1.1)
-    assert win.x0 + win.w / 2 == pytest.approx(1271) and win.y0 + win.h / 2 == pytest.approx(715)
-    assert win.w == pytest.approx(2542 / 1.1) and win.x0 != round(win.x0)
+    cover = Window(0.0, 80.0, 2560.0, 1440.0)
+    win = zoomed_window(cover, 1.1)
+    assert win.x0 + win.w / 2 == pytest.approx(1280) and win.y0 + win.h / 2 == pytest.approx(800)
+    assert win.w == pytest.approx(2560 / 1.1) and win.x0 != round(win.x0)
 
 
 def test_base_raster_is_bounded_by_output_size_and_deepest_zoom():
