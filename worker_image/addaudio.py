@@ -16,7 +16,6 @@ from typing import Any
 from . import audio, ffmpeg, media_io
 from .contract import AddAudioJob, AddAudioResult, FileOutput, PutUrlOutput
 from .encoders import select_encoder
-from .engine import _with_item
 from .errors import InputError, OutputVerificationError, RenderError
 from .probe import MediaInfo, StreamInfo, is_faststart, probe
 
@@ -183,8 +182,7 @@ def render_addaudio(job: AddAudioJob, *, allow_local_inputs: bool = False, workd
             encoder_args = None
             if not plan.video_copied:
                 encoder = select_encoder(options.encoder)
-                encoder_args = ffmpeg.h264_encoder_args(encoder, crf=options.crf, x264_preset=options.x264_preset,
-                                                        cq=options.cq, nvenc_preset=options.nvenc_preset)
+                encoder_args = options.encoder_args(encoder)
             encoded = tmp_dir / "output.mp4"
             argv = audio.addaudio_argv(plan, options, video=video_path, audio=audio_path, output=encoded,
                                        encoder_args=encoder_args)
@@ -198,7 +196,7 @@ def render_addaudio(job: AddAudioJob, *, allow_local_inputs: bool = False, workd
             elif isinstance(job.output, PutUrlOutput):
                 media_io.deliver_put(encoded, job.output.url, key=job.output.key)
     except RenderError as err:
-        raise _with_item(err, job.filename) from err.__cause__
+        raise err.for_item(job.filename) from err.__cause__
     log.info("addaudio %s: %.3f s, %d bytes, video %s", job.filename, measured["duration_s"], size_bytes, encoder)
     return AddAudioResult(filename=job.filename, size_bytes=size_bytes, sha256=digest,
                           video_copied=plan.video_copied, encoder=encoder, **measured)

@@ -18,7 +18,6 @@ from typing import Any
 from . import ffmpeg, fonts, media_io, subtitles
 from .contract import MAX_SUBTITLE_BYTES, CaptionJob, CaptionResult, CaptionStyle, FileOutput, PutUrlOutput
 from .encoders import select_encoder
-from .engine import _with_item
 from .errors import InputError, OutputVerificationError, RenderError
 from .probe import is_faststart, probe
 
@@ -249,8 +248,7 @@ def render_caption(job: CaptionJob, *, allow_local_inputs: bool = False, workdir
             encoder = select_encoder(job.encoder)
             argv = ffmpeg.caption_argv(
                 input_name=VIDEO_NAME, subtitles_name=SUBS_NAME, output_name=OUTPUT_NAME, crop_px=facts.crop_px,
-                encoder_args=ffmpeg.h264_encoder_args(encoder, crf=job.crf, x264_preset=job.x264_preset,
-                                                      cq=job.cq, nvenc_preset=job.nvenc_preset),
+                encoder_args=job.encoder_args(encoder),
             )
             frames_estimate = facts.frames or math.ceil(facts.duration_s * facts.fps)
             ffmpeg.run(argv, timeout_s=ENCODE_TIMEOUT_BASE_S + ENCODE_TIMEOUT_PER_FRAME_S * frames_estimate,
@@ -264,7 +262,7 @@ def render_caption(job: CaptionJob, *, allow_local_inputs: bool = False, workdir
             elif isinstance(job.output, PutUrlOutput):
                 media_io.deliver_put(encoded, job.output.url, key=job.output.key)
     except RenderError as err:
-        raise _with_item(err, job.id) from err.__cause__
+        raise err.for_item(job.id) from err.__cause__
     log.info("caption %s: %s cues (%s), %d frames, %d bytes, %s", job.id, prepared.cues, prepared.format,
              measured["frames"], size_bytes, encoder)
     return CaptionResult(

@@ -118,14 +118,9 @@ class ImageInput(_Model):
             raise ValueError(f"image {image_id!r}: {reasons}") from None
 
 
-class RenderSettings(_Model):
-    """Video render settings shared by every clip of a request. Defaults are the seed API's."""
+class EncoderSettings(_Model):
+    """H.264 encoder choice and quality, shared by every operation that encodes video."""
 
-    fps: int = Field(24, ge=1, le=60, description="Output frame rate, frames per second (seed: 24).")
-    width_px: int = Field(1920, ge=16, le=4096, multiple_of=2, description="Output width in pixels, even (seed: 1920).")
-    height_px: int = Field(1080, ge=16, le=4096, multiple_of=2, description="Output height in pixels, even (seed: 1080).")
-    zoom_start: float = Field(1.0, ge=1.0, le=4.0, description="Zoom factor on the first frame; 1.0 shows the whole cover-cropped image.")
-    zoom_end: float = Field(1.324, ge=1.0, le=4.0, description="Zoom factor on the last frame (seed: 1.324). Zoom is linear in frame number, centred.")
     encoder: Literal["auto", "h264_nvenc", "libx264"] = Field(
         "auto", description="H.264 encoder. 'auto' probes NVENC once per process and falls back to libx264."
     )
@@ -137,6 +132,23 @@ class RenderSettings(_Model):
     )
     cq: int = Field(23, ge=0, le=51, description="NVENC constant quality in VBR mode (seed: 23).")
     nvenc_preset: Literal["p1", "p2", "p3", "p4", "p5", "p6", "p7"] = Field("p4", description="NVENC preset (seed: p4).")
+
+    def encoder_args(self, encoder: str) -> list[str]:
+        """FFmpeg options for ``encoder`` ("h264_nvenc" or "libx264") at these settings (see ffmpeg.h264_encoder_args)."""
+        from .ffmpeg import h264_encoder_args
+
+        return h264_encoder_args(encoder, crf=self.crf, x264_preset=self.x264_preset, cq=self.cq,
+                                 nvenc_preset=self.nvenc_preset)
+
+
+class RenderSettings(EncoderSettings):
+    """Video render settings shared by every clip of a request. Defaults are the seed API's."""
+
+    fps: int = Field(24, ge=1, le=60, description="Output frame rate, frames per second (seed: 24).")
+    width_px: int = Field(1920, ge=16, le=4096, multiple_of=2, description="Output width in pixels, even (seed: 1920).")
+    height_px: int = Field(1080, ge=16, le=4096, multiple_of=2, description="Output height in pixels, even (seed: 1080).")
+    zoom_start: float = Field(1.0, ge=1.0, le=4.0, description="Zoom factor on the first frame; 1.0 shows the whole cover-cropped image.")
+    zoom_end: float = Field(1.324, ge=1.0, le=4.0, description="Zoom factor on the last frame (seed: 1.324). Zoom is linear in frame number, centred.")
     background_color: str = Field(
         "#000000", description="#RRGGBB colour that transparent pixels are flattened onto (default black, like letterboxing)."
     )
@@ -264,7 +276,7 @@ class CaptionStyle(_Model):
         return value
 
 
-class CaptionJob(_Model):
+class CaptionJob(EncoderSettings):
     """Burn subtitles into a video (seed API ``POST /video/caption``): one input video, one subtitle file.
 
     The seed's ``path`` and ``output_filename`` become ``output`` and ``filename`` when the flow plans the
@@ -284,17 +296,6 @@ class CaptionJob(_Model):
     filename: str = Field(..., min_length=1, max_length=255, description="Output file name (seed: output_filename), e.g. video_legendado.mp4.")
     output: OutputTarget
     style: CaptionStyle = Field(default_factory=CaptionStyle, description="Caption look for SRT/WebVTT input.")
-    encoder: Literal["auto", "h264_nvenc", "libx264"] = Field(
-        "auto", description="H.264 encoder. 'auto' probes NVENC once per process and falls back to libx264."
-    )
-    crf: int = Field(23, ge=0, le=51, description="libx264 constant rate factor (seed: 23).")
-    x264_preset: Literal["superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"] = Field(
-        "medium",
-        description="libx264 preset (FFmpeg's default, medium). 'ultrafast' is not offered: it turns off CABAC "
-        "and 8x8 transforms, so x264 signals Constrained Baseline instead of the High profile we promise.",
-    )
-    cq: int = Field(23, ge=0, le=51, description="NVENC constant quality in VBR mode (seed: 23).")
-    nvenc_preset: Literal["p1", "p2", "p3", "p4", "p5", "p6", "p7"] = Field("p4", description="NVENC preset (seed: p4).")
     max_download_bytes: int = Field(
         DEFAULT_MAX_VIDEO_BYTES, ge=1, le=8 * 1024**3, description="A video larger than this many bytes is refused."
     )
@@ -340,7 +341,7 @@ MAX_FADE_S = 60.0
 DEFAULT_ORIGINAL_VOLUME_DB = -12.0
 
 
-class AddAudioOptions(_Model):
+class AddAudioOptions(EncoderSettings):
     """How the new audio goes onto the video (seed API ``POST /video/addaudio``; options are ours).
 
     The defaults are the seed's behaviour: the video's own audio is replaced, the output lasts as long as
@@ -371,15 +372,6 @@ class AddAudioOptions(_Model):
         0.0, ge=0.0, le=MAX_FADE_S, description="Audio fade-out ending at the end of the output, seconds (0: none)."
     )
     audio_bitrate_kbps: int = Field(192, ge=32, le=512, description="AAC LC stereo 48 kHz bitrate, kbit/s.")
-    encoder: Literal["auto", "h264_nvenc", "libx264"] = Field(
-        "auto", description="H.264 encoder if the video is re-encoded; 'auto' probes NVENC and falls back to libx264."
-    )
-    crf: int = Field(23, ge=0, le=51, description="libx264 constant rate factor if re-encoded (seed: 23).")
-    x264_preset: Literal["superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"] = Field(
-        "medium", description="libx264 preset if re-encoded (FFmpeg's default, medium); no 'ultrafast', as in RenderSettings."
-    )
-    cq: int = Field(23, ge=0, le=51, description="NVENC constant quality in VBR mode if re-encoded (seed: 23).")
-    nvenc_preset: Literal["p1", "p2", "p3", "p4", "p5", "p6", "p7"] = Field("p4", description="NVENC preset if re-encoded (seed: p4).")
     max_download_bytes: int = Field(
         DEFAULT_MAX_MEDIA_BYTES, ge=1, le=8 * 1024**3, description="Either input larger than this many bytes is refused."
     )

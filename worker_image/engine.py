@@ -29,13 +29,6 @@ ENCODE_TIMEOUT_BASE_S = 60.0
 ENCODE_TIMEOUT_PER_FRAME_S = 0.5
 
 
-def _with_item(err: RenderError, item_id: str) -> RenderError:
-    if err.item_id is None:
-        err.item_id = item_id
-        err.args = (err._render(),)
-    return err
-
-
 def verify_clip(path: Path, *, settings: RenderSettings, frames: int) -> dict[str, Any]:
     """Check an encoded clip has what we promise and return its measured properties.
 
@@ -114,8 +107,7 @@ def render_clip(
             encoded = tmp_dir / "output.mp4"
             argv = ffmpeg.rawvideo_to_mp4_argv(
                 width_px=settings.width_px, height_px=settings.height_px, fps=settings.fps, frames=frames,
-                encoder_args=ffmpeg.h264_encoder_args(encoder, crf=settings.crf, x264_preset=settings.x264_preset,
-                                                      cq=settings.cq, nvenc_preset=settings.nvenc_preset),
+                encoder_args=settings.encoder_args(encoder),
                 output=encoded,
             )
 
@@ -135,7 +127,7 @@ def render_clip(
             elif isinstance(clip.output, PutUrlOutput):
                 media_io.deliver_put(encoded, clip.output.url, key=clip.output.key)
     except RenderError as err:
-        raise _with_item(err, clip.id) from err.__cause__
+        raise err.for_item(clip.id) from err.__cause__
     log.info("clip %s: %d frames, %d bytes, %s", clip.id, frames, size_bytes, encoder)
     return ClipResult(id=clip.id, filename=clip.filename, size_bytes=size_bytes, sha256=digest, encoder=encoder,
                       **measured)

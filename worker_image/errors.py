@@ -48,6 +48,13 @@ class RenderError(Exception):
     def __reduce__(self):  # keep keyword-only state through pickling (Prefect results, processes)
         return (_rebuild, (type(self), self.__dict__.copy()))
 
+    def for_item(self, item_id: str) -> "RenderError":
+        """Attach ``item_id`` when the error does not name an item yet; returns self (for ``raise``)."""
+        if self.item_id is None:
+            self.item_id = item_id
+            self.args = (self._render(),)
+        return self
+
     def to_payload(self) -> dict[str, Any]:
         """The JSON-safe error object of the job contract: type, message, retryable, item_id, field."""
         return {

@@ -15,7 +15,6 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Iterable
-from pathlib import Path
 
 from .errors import FFmpegError
 
