@@ -114,3 +114,60 @@ def now_utc() -> datetime:
 def as_json(model: BaseModel) -> dict[str, Any]:
     """The JSON-ready dict of a response model."""
     return model.model_dump(mode="json")
+
+
+# --- single-output operations: caption and addaudio ---------------------------------------------------
+
+
+class SingleVideoResponse(BaseModel):
+    """Result of a one-video operation (caption, addaudio): the seed's ``{code, message, video_url,
+    execution, stats}`` plus facts measured on the delivered file, or the typed error.
+
+    ``code`` is 200 when the video was delivered and verified; on failure 422 for bad input
+    (``InputError``, or a ``DownloadError`` that is not retryable, e.g. a 404) and 500 otherwise, with
+    ``error`` set and the measured facts None.
+    """
+
+    code: int = Field(..., description="200 delivered; 422 bad input; 500 any other failure.")
+    message: str = Field(..., description="What happened, in words (on failure: the error type and message).")
+    video_url: str | None = Field(None, description="URL of the delivered video (file://, public or presigned); None on failure.")
+    filename: str = Field(..., description="The requested output file name (the seed's output_filename).")
+    key: str | None = Field(None, description="Storage key ``<path>/<output_filename>``; None when the request was refused before planning.")
+    url_kind: str | None = Field(None, description="file, public or presigned; None on failure.")
+    duration_s: float | None = Field(None, description="Container duration of the output, seconds.")
+    size_bytes: int | None = Field(None, description="Size of the delivered file in bytes.")
+    encoder: str | None = Field(None, description="Video encoder: h264_nvenc, libx264, or (addaudio) copy.")
+    error: ErrorInfo | None = Field(None, description="The typed error when the operation failed.")
+    execution: Execution
+    stats: Stats
+
+
+class CaptionResponse(SingleVideoResponse):
+    """Result of the caption flow (seed ``POST /video/caption``): see :class:`SingleVideoResponse`, plus
+    what the engine did with the cues."""
+
+    frames: int | None = Field(None, description="Video frames in the output (every input frame is kept).")
+    width: int | None = Field(None, description="Output width in pixels (upright).")
+    height: int | None = Field(None, description="Output height in pixels (upright).")
+    subtitle_format: str | None = Field(None, description="srt, vtt or ass.")
+    subtitle_encoding: str | None = Field(None, description="Text encoding detected, e.g. utf-8, cp1252.")
+    cues: int | None = Field(None, description="Cues drawn.")
+    cues_clipped: int | None = Field(None, description="Cues cut short at the end of the video.")
+    cues_dropped: int | None = Field(None, description="Cues dropped: they start at or after the end of the video.")
+    missing_glyphs: list[str] = Field(default_factory=list, description="Characters no installed font has, as 'U+XXXX'.")
+    warnings: list[str] = Field(default_factory=list, description="What was tolerated or skipped, in words.")
+
+
+class AddAudioResponse(SingleVideoResponse):
+    """Result of the addaudio flow (seed ``POST /video/addaudio``): see :class:`SingleVideoResponse`, plus
+    the stream durations and whether the video was copied."""
+
+    video_duration_s: float | None = Field(None, description="Video stream duration of the output, seconds.")
+    audio_duration_s: float | None = Field(None, description="Audio stream duration of the output, seconds (within 0.05 s of the video's).")
+    video_copied: bool | None = Field(None, description="True when the video stream was copied packet for packet, not re-encoded.")
+
+
+def failure_code(error: ErrorInfo) -> int:
+    """The response code of a one-video operation that failed with ``error``: 422 for bad input, else 500
+    (the same rule as :func:`outcome_code` when every item failed)."""
+    return outcome_code(1, [FailedItem(id="", filename="", error=error)])[0]
