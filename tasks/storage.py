@@ -2,7 +2,8 @@
 
 ``"local"`` (the embedded default) is a folder on this machine: ``$API_GPU_RENDERS_DIR`` or
 ``./renders``; outputs land at ``<root>/<key>`` and ``video_url`` is a ``file://`` URL. Any other name
-is a prefect-aws ``S3Bucket`` block (see ``tasks.storage_s3``).
+is an ``S3OutputStorage`` block (``blocks.s3``) or a bare prefect-aws ``S3Bucket`` block; see
+``tasks.storage_s3``.
 
 Every storage answers four questions for a key: where the render job should deliver it
 (:meth:`Storage.target_for`), whether what arrived is what the worker reported (:meth:`Storage.verify`),
@@ -97,7 +98,7 @@ def default_renders_dir() -> Path:
 
 
 def resolve_storage(name: str) -> Storage:
-    """The storage a flow's ``storage`` parameter names: ``"local"`` or an S3Bucket block name.
+    """The storage a flow's ``storage`` parameter names: ``"local"``, or an S3OutputStorage / S3Bucket block name.
 
     Loads blocks from the Prefect API, so call it inside a flow run, not at import time.
 

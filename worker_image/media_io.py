@@ -130,22 +130,52 @@ def deliver_file(src: Path, dest: Path) -> None:
         raise UploadError(f"could not write {dest}: {exc}", retryable=False) from None
 
 
-def deliver_put(src: Path, url: str, *, key: str, timeout_s: float = 300.0) -> None:
+def deliver_put(src: Path, url: str, *, key: str, timeout_s: float = 300.0, sha256: str | None = None) -> None:
     """Upload ``src`` with one HTTP PUT to a presigned URL. Logs the key, never the URL.
 
+    The body goes in one request, which S3 stores atomically: an interrupted upload leaves nothing at
+    the key (or the previous object). The PUT carries ``x-amz-checksum-sha256`` (base64 SHA-256 of the
+    body, with ``x-amz-sdk-checksum-algorithm: SHA256``): MinIO and S3 refuse a body that does not match
+    it and keep it with the object, where the orchestrator's HEAD check reads it (``tasks.storage_s3``).
+    A presigned URL cannot sign that header in advance, and AWS S3 refuses unsigned ``x-amz-*`` headers
+    (403 ``HeadersNotSigned``, as reported by SDK users; MinIO accepts them); on that answer the body is
+    sent once more without them, and the orchestrator then hashes the stored object itself.
+
+    Args:
+        src: The file to upload.
+        url: Presigned PUT URL (a bearer credential: never logged, never put in an error).
+        key: The object key the URL writes to, for logs and errors.
+        timeout_s: Read/write timeout of the request, seconds (connect: 10 s).
+        sha256: Hex SHA-256 of ``src`` when the caller already has it; computed otherwise.
+
     Raises:
-        UploadError: non-2xx answer (retryable for 408/429/5xx) or network failure (retryable).
+        UploadError: non-2xx answer (retryable for 408/429/5xx) or network failure (retryable). The message
+            has the S3 error code and message, not the response body (which may echo signed request parts).
     """
+    import base64
+    import re
+
     size = src.stat().st_size
-    try:
-        with open(src, "rb") as fh:
-            resp = httpx.put(url, content=fh, headers={"Content-Length": str(size), "Content-Type": "video/mp4"},
-                             timeout=httpx.Timeout(timeout_s, connect=10.0))
-    except httpx.TransportError as exc:
-        raise UploadError(f"PUT to key {key!r} failed: {type(exc).__name__}", retryable=True) from None
+    digest_b64 = base64.b64encode(bytes.fromhex(sha256 or sha256_file(src))).decode("ascii")
+    checksum_headers = {"x-amz-checksum-sha256": digest_b64, "x-amz-sdk-checksum-algorithm": "SHA256"}
+
+    def put(extra: dict[str, str]) -> httpx.Response:
+        try:
+            with open(src, "rb") as fh:
+                return httpx.put(url, content=fh, timeout=httpx.Timeout(timeout_s, connect=10.0),
+                                 headers={"Content-Length": str(size), "Content-Type": "video/mp4", **extra})
+        except httpx.TransportError as exc:
+            raise UploadError(f"PUT to key {key!r} failed: {type(exc).__name__}", retryable=True) from None
+
+    resp = put(checksum_headers)
+    if resp.status_code == 403 and "HeadersNotSigned" in resp.text:
+        log.info("key %s: the server refuses unsigned checksum headers; uploading without them", key)
+        resp = put({})
     if resp.status_code >= 300:
+        fields = {tag: re.search(rf"<{tag}>(.*?)</{tag}>", resp.text, re.S) for tag in ("Code", "Message")}
+        detail = " ".join(m.group(1).strip()[:200] for m in fields.values() if m) or resp.reason_phrase
         raise UploadError(
-            f"PUT to key {key!r} answered HTTP {resp.status_code}: {resp.text[:200]}",
+            f"PUT to key {key!r} answered HTTP {resp.status_code}: {detail}",
             retryable=resp.status_code in RETRYABLE_STATUS,
         )
     log.info("uploaded %d bytes to key %s", size, key)
