@@ -91,3 +91,8 @@ class JobCancelledError(JobFailedError):
 
 def _rebuild_kw(cls: type, message: str, kwargs: dict) -> Exception:
     return cls(message, **kwargs)
+
+
+class JobAbandonedError(JobFailedError):
+    """This flow run stopped waiting for a RunPod job (it is being cancelled or shut down). The job itself
+    may still be running: the flow's ``on_cancellation`` hook cancels it."""

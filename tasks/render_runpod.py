@@ -32,6 +32,7 @@ import concurrent.futures
 import hashlib
 import json
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -49,9 +50,20 @@ from worker_image.contract import ClipJob, ClipResult, FileOutput, Img2VidJob, R
 from worker_image.errors import error_from_payload
 
 from .backends import OnDone
-from .errors import JobCancelledError, JobFailedError, JobTimedOutError, RequestError, RunPodAPIError
+from .errors import (
+    JobAbandonedError,
+    JobCancelledError,
+    JobFailedError,
+    JobTimedOutError,
+    RequestError,
+    RunPodAPIError,
+)
 from .retry import RETRY_DELAYS_S, is_transient
 from .runpod_jobs import JobStore
+
+#: One event per flow run being rendered by this process: set when the flow thread is interrupted
+#: (cancellation, shutdown), so polling threads stop at once instead of holding the process open.
+_STOP_EVENTS: dict[str, threading.Event] = {}
 
 
 @dataclass(frozen=True)
@@ -155,7 +167,7 @@ def poll_job(
     interval_s: float,
     cap_s: float,
     on_status: Callable[[str, dict[str, Any]], None],
-    sleep: Callable[[float], None] = time.sleep,
+    stop: threading.Event | None = None,
 ) -> dict[str, Any]:
     """Poll ``/status`` until the job is final, with jittered exponential backoff up to ``cap_s``.
 
@@ -164,16 +176,20 @@ def poll_job(
         interval_s: First wait; waits double (with jitter) up to ``cap_s``, and restart from
             ``interval_s`` when the status changes.
         on_status: Called with (status, status object) whenever the status or its progress output changes.
+        stop: When set, polling ends at once (the flow run is being cancelled or shut down).
 
     Returns:
         The final status object (status COMPLETED, FAILED, CANCELLED or TIMED_OUT).
 
     Raises:
         JobTimedOutError: the deadline passed (retryable). JobFailedError: unknown status, or the job
-            vanished (404; retryable). RunPodAPIError: the API kept failing.
+            vanished (404; retryable). JobAbandonedError: ``stop`` was set. RunPodAPIError: the API kept failing.
     """
     attempt, last = 0, None
+    wait = stop.wait if stop is not None else time.sleep
     while True:
+        if stop is not None and stop.is_set():
+            raise JobAbandonedError(f"stopped waiting for job {job_id}", job_id=job_id, retryable=False)
         try:
             status = client.status(job_id)
         except RunPodAPIError as err:
@@ -199,7 +215,7 @@ def poll_job(
                 pass  # its TTL ends it anyway
             raise JobTimedOutError(f"job {job_id} still {state} at our deadline; cancelled", job_id=job_id,
                                    retryable=True)
-        sleep(backoff_delay_s(attempt, base_s=interval_s, cap_s=cap_s))
+        wait(backoff_delay_s(attempt, base_s=interval_s, cap_s=cap_s))
         attempt += 1
 
 
@@ -255,7 +271,8 @@ def run_runpod_job(endpoint: RunPodEndpoint, block_name: str, flow_run_id: str, 
             last_state["state"] = state
 
         status = poll_job(client, job_id, deadline=submitted_at + endpoint.poll_deadline_s(),
-                          interval_s=endpoint.poll_interval_s, cap_s=endpoint.poll_backoff_cap_s, on_status=on_status)
+                          interval_s=endpoint.poll_interval_s, cap_s=endpoint.poll_backoff_cap_s, on_status=on_status,
+                          stop=_STOP_EVENTS.get(flow_run_id))
     state = status["status"]
     if state == "COMPLETED":
         output = status.get("output")
@@ -364,20 +381,34 @@ class RunPodBackend:
                 logger.info("chunk %s: %d clip(s) failed transiently; resubmitting", chunk.key, len(retry))
                 pending.append(Chunk(tuple(retry), chunk.attempt + 1))
 
-        with ThreadPoolTaskRunner(max_workers=endpoint.max_concurrent_jobs) as runner:
-            in_flight: dict[Any, Chunk] = {}
-            while pending or in_flight:
-                while pending and len(in_flight) < endpoint.max_concurrent_jobs:
-                    chunk = pending.popleft()
-                    job_input = Img2VidJob(clips=[jobs[i] for i in chunk.indices], settings=settings).model_dump(mode="json")
-                    future = runner.submit(run_runpod_job, parameters={
-                        "endpoint": endpoint, "block_name": self.name, "flow_run_id": flow_run_id,
-                        "chunk_key": chunk.key, "job_input": job_input, "clip_count": len(chunk.indices)})
-                    in_flight[future] = chunk
-                done, _ = concurrent.futures.wait([f.wrapped_future for f in in_flight],
-                                                  return_when=concurrent.futures.FIRST_COMPLETED)
-                for future in [f for f in in_flight if f.wrapped_future in done]:
-                    settle(in_flight.pop(future), future)
+        stop = _STOP_EVENTS.setdefault(flow_run_id, threading.Event())
+        try:
+            with ThreadPoolTaskRunner(max_workers=endpoint.max_concurrent_jobs) as runner:
+                try:
+                    self._drive(runner, jobs, settings, pending, settle, flow_run_id)
+                except BaseException:  # cancellation (TerminationSignal), Ctrl-C: let the pollers go at once
+                    stop.set()
+                    raise
+        finally:
+            _STOP_EVENTS.pop(flow_run_id, None)
         for index in range(len(jobs)):  # defensive: every clip gets an outcome
             if index not in reported:
                 report(index, JobFailedError(f"clip {jobs[index].id!r} got no result", retryable=False))
+
+    def _drive(self, runner: ThreadPoolTaskRunner, jobs: Sequence[ClipJob], settings: RenderSettings,
+               pending: deque[Chunk], settle: Callable[[Chunk, Any], None], flow_run_id: str) -> None:
+        """Keep up to ``max_concurrent_jobs`` chunk tasks in flight until none is pending; settle each as it ends."""
+        endpoint = self.endpoint
+        in_flight: dict[Any, Chunk] = {}
+        while pending or in_flight:
+            while pending and len(in_flight) < endpoint.max_concurrent_jobs:
+                chunk = pending.popleft()
+                job_input = Img2VidJob(clips=[jobs[i] for i in chunk.indices], settings=settings).model_dump(mode="json")
+                future = runner.submit(run_runpod_job, parameters={
+                    "endpoint": endpoint, "block_name": self.name, "flow_run_id": flow_run_id,
+                    "chunk_key": chunk.key, "job_input": job_input, "clip_count": len(chunk.indices)})
+                in_flight[future] = chunk
+            done, _ = concurrent.futures.wait([f.wrapped_future for f in in_flight],
+                                              return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in [f for f in in_flight if f.wrapped_future in done]:
+                settle(in_flight.pop(future), future)
