@@ -45,12 +45,14 @@ from tasks.responses import (
 )
 from tasks.runpod_jobs import cancel_runpod_jobs
 from tasks.storage import resolve_storage
-from worker_image.contract import MAX_IMAGES, ClipResult, ImageInput, RenderSettings
+from worker_image.contract import MAX_IMAGES, ClipResult, RenderSettings
+
+from .schema import SeedImageInput
 
 @flow(name="img2vid", task_runner=ThreadPoolTaskRunner(max_workers=LOCAL_MAX_WORKERS), validate_parameters=True,
       on_cancellation=[cancel_runpod_jobs])
 def img2vid(
-    images: list[ImageInput],
+    images: list[SeedImageInput],
     path: str,
     settings: RenderSettings | None = None,
     storage: str = "local",
