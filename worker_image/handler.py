@@ -8,8 +8,8 @@ cancellation or execution timeout lands between clips.
 
 Output shapes (what the orchestrator's ``tasks.render_runpod`` reads from ``/status``):
 
-* success: ``{"results": [...]}`` in job order; each element is a ``ClipResult`` dict with
-  ``"ok": True`` or ``{"ok": False, "id", "filename", "error": {type, message, retryable, item_id, field}}``
+* success: ``{"results": [...]}`` in job order (one element for caption and addaudio); each element
+  is the engine's result dict (``ClipResult``, ``CaptionResult``, ``AddAudioResult``) with ``"ok": True`` or ``{"ok": False, "id", "filename", "error": {type, message, retryable, item_id, field}}``
   (one bad clip never loses the others);
 * failure of the whole job: ``{"error": {type, message, retryable, item_id, field}}``, which the SDK
   reports as status FAILED. Bad input has ``retryable: false`` and is not resubmitted.
@@ -42,7 +42,9 @@ if __package__ in (None, ""):  # run as a script: import ``worker_image`` as a p
 from pydantic import BaseModel, ValidationError
 
 from worker_image import engine
-from worker_image.contract import Img2VidJob
+from worker_image.addaudio import render_addaudio
+from worker_image.caption import render_caption
+from worker_image.contract import AddAudioJob, CaptionJob, Img2VidJob
 from worker_image.encoders import select_encoder
 from worker_image.errors import InputError, RenderError
 
@@ -123,9 +125,33 @@ async def run_img2vid(job: JobDict, spec: Img2VidJob) -> dict[str, Any]:
     return {"results": results}
 
 
-#: Operations served, by the contract's ``operation`` field. Caption and addaudio join here when the
-#: engine has their entry points.
-OPERATIONS: dict[str, Operation] = {"img2vid": Operation(Img2VidJob, run_img2vid)}
+def single_item(render: Callable[..., BaseModel]) -> Runner:
+    """A runner for one-output operations (caption, addaudio): the engine call in a thread, and the same
+    ``{"results": [one element]}`` shape as img2vid, so the orchestrator reads every operation alike.
+
+    Args:
+        render: The engine entry point, ``render(spec, *, allow_local_inputs) -> result model``.
+    """
+
+    async def run(job: JobDict, spec: Any) -> dict[str, Any]:
+        try:
+            result = await asyncio.to_thread(render, spec, allow_local_inputs=is_local_test())
+            item = {"ok": True, **result.model_dump()}
+        except RenderError as err:
+            log.warning("%s job %s failed: %s", spec.operation, job.get("id"), err)
+            item = {"ok": False, "id": getattr(spec, "id", None), "filename": spec.filename, "error": err.to_payload()}
+        _report_progress(job, {"items_done": 1, "items_total": 1})
+        return {"results": [item]}
+
+    return run
+
+
+#: Operations served, by the contract's ``operation`` field.
+OPERATIONS: dict[str, Operation] = {
+    "img2vid": Operation(Img2VidJob, run_img2vid),
+    "caption": Operation(CaptionJob, single_item(render_caption)),
+    "addaudio": Operation(AddAudioJob, single_item(render_addaudio)),
+}
 
 
 def _validation_message(exc: ValidationError) -> str:

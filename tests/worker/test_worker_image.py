@@ -109,3 +109,21 @@ def test_handler_refuses_unknown_fields_before_any_download(tmp_path):
     assert done.returncode == 1
     assert "'retryable': False" in done.stdout and "widht_px" in done.stdout and "InputError" in done.stdout
     assert "never-fetched" not in done.stderr
+
+
+def test_handler_dispatches_on_operation(tmp_path):
+    """Each operation is validated against its own contract; unknown operations are refused by name."""
+    import asyncio
+
+    from worker_image.handler import handler
+
+    unknown = asyncio.run(handler({"id": "j1", "input": {"operation": "upscale"}}))
+    assert unknown["error"]["type"] == "InputError" and unknown["error"]["field"] == "operation"
+    assert "addaudio" in unknown["error"]["message"] and "caption" in unknown["error"]["message"]
+    caption = asyncio.run(handler({"id": "j2", "input": {"operation": "caption", "id": "c1", "url_video": "http://x/v.mp4",
+                                                         "filename": "v.mp4", "output": {"kind": "file", "path": "/tmp/v.mp4"}}}))
+    assert caption["error"]["type"] == "InputError" and caption["error"]["field"] == "url_srt"
+    audio = asyncio.run(handler({"id": "j3", "input": {"operation": "addaudio", "url_video": "http://x/v.mp4",
+                                                       "url_audio": "http://x/a.mp3", "filename": "v.mp4",
+                                                       "output": {"kind": "file", "path": "/tmp/v.mp4"}, "gain": 2}}))
+    assert audio["error"]["type"] == "InputError" and "gain" in audio["error"]["message"]
