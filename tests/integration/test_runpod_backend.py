@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -165,3 +167,34 @@ def test_killed_worker_loses_no_result_and_reports_none_twice(fake_runpod, start
     assert job.takes == 2 and job.worker != killed[0] and job.done_posts == 1
     assert fake_runpod.counts["requeued"] == 1
     assert fake_runpod.counts["run"] == 2 and fake_runpod.counts["done"] == 2
+
+
+def test_production_shape_workers_upload_to_s3_with_presigned_puts(fake_runpod, start_workers, runpod_block, images,
+                                                                   s3_endpoint):
+    """The configuration RunPod needs: workers that do not share our disk, outputs to S3 by presigned PUT
+    (here S3 is moto behind a SigV4-checking gateway); the flow verifies each object by HEAD."""
+    from prefect_aws import MinIOCredentials, S3Bucket
+
+    from blocks.s3 import S3OutputStorage
+    from tests.s3_endpoint import ACCESS_KEY, REGION, SECRET_KEY
+
+    bucket = s3_endpoint.make_bucket(f"runpod-{uuid.uuid4().hex[:10]}")
+    creds = MinIOCredentials(minio_root_user=ACCESS_KEY, minio_root_password=SECRET_KEY, region_name=REGION,
+                             aws_client_parameters={"endpoint_url": s3_endpoint.endpoint_url})
+    S3OutputStorage(bucket=S3Bucket(bucket_name=bucket, credentials=creds)).save(f"s3-{bucket}", overwrite=True)
+    start_workers(2)
+    block = runpod_block(max_concurrent_jobs=2, workers_share_filesystem=False)
+
+    refused = img2vid(images=images(2), path="Proj/S3/", settings=TINY, backend=block, return_state=True)
+    assert refused.is_failed() and "storage" in refused.message and not fake_runpod.jobs  # local folder: refused
+
+    state = img2vid(images=images(4), path="Proj/S3/", settings=TINY, storage=f"s3-{bucket}", backend=block,
+                    return_state=True)
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert [v["key"] for v in result["videos"]] == [f"Proj/S3/video_{n}.mp4" for n in range(1, 5)]
+    for job in fake_runpod.jobs.values():
+        for clip in job.input["clips"]:
+            assert clip["output"]["kind"] == "put_url" and SECRET_KEY not in json.dumps(clip)
+    puts = [r for r in s3_endpoint.requests if r[0] == "PUT" and r[1].endswith(".mp4")]
+    assert len(puts) == 4 and all(status == 200 for *_, status in puts)
