@@ -64,7 +64,8 @@ class RunPodEndpoint(Block):
     )
     poll_backoff_cap_s: float = Field(
         10.0, gt=0, le=300, title="Poll backoff cap (s)",
-        description="Longest wait between two /status polls, and between two retries of a failed API call.",
+        description="Longest wait between two /status polls, and between two retries of a failed API call. It bounds how late "
+        "a finished job is noticed: bench/runpod_overhead.py measured 4.8 s of overhead on a 7 s job with 10 s, 1.2 s with 2 s.",
     )
     frame_cost_s: float = Field(
         0.06, gt=0, le=60, title="Render cost per frame (s)",
