@@ -58,7 +58,7 @@ stop_one() {  # stop_one NAME SIGNAL GRACE_S: SIGNAL to the process, SIGKILL aft
   kill "-$2" "$pid" 2>/dev/null || true
   for _ in $(seq 1 $(( $3 * 2 ))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
   if kill -0 "$pid" 2>/dev/null; then
-    echo "serve: $1 (pid $pid) did not stop in $3 s; killing it"
+    echo "serve: $1 (pid $pid) still running after $3 s; sending SIGKILL"
     kill -KILL "$pid" 2>/dev/null || true
   fi
   # Whatever it started (it leads its own process group: flow-run processes, the UI server) goes too.
