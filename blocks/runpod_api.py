@@ -133,6 +133,10 @@ class RunPodClient:
                 sent as ``policy.executionTimeout`` in milliseconds (RunPod docs, "Execution policies").
             ttl_s: The job's whole life, queue included, seconds (``policy.ttl``, ms).
 
+        A 429 is safe to retry (the job was refused). A 5xx or a lost connection is ambiguous: the job may
+        have been queued. It is retried anyway (RunPod's API takes no idempotency key), so in that rare case
+        one chunk renders twice; outputs are written to the same keys atomically, so the result is the same.
+
         Raises:
             RunPodAPIError: after retries, or at once for a non-retryable answer (401, 404, 400).
         """

@@ -125,6 +125,8 @@ def cancel_jobs_of_flow_run(flow_run_id: str, *, root: Path | None = None) -> li
         The job ids a cancel was sent for.
     """
     store = JobStore(flow_run_id, root)
+    if not store.path.exists():  # this run used no RunPod backend (or submitted nothing yet)
+        return []
     data = store.load()
     active = store.active_jobs()
     if not active or not data.get("block"):

@@ -196,5 +196,5 @@ def test_production_shape_workers_upload_to_s3_with_presigned_puts(fake_runpod, 
     for job in fake_runpod.jobs.values():
         for clip in job.input["clips"]:
             assert clip["output"]["kind"] == "put_url" and SECRET_KEY not in json.dumps(clip)
-    puts = [r for r in s3_endpoint.requests if r[0] == "PUT" and r[1].endswith(".mp4")]
+    puts = [r for r in s3_endpoint.requests if r[0] == "PUT" and r[1].startswith(f"/{bucket}/")]
     assert len(puts) == 4 and all(status == 200 for *_, status in puts)
