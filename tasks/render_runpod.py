@@ -23,7 +23,9 @@ Outputs. RunPod workers cannot reach this machine's disk: use an S3 storage (pre
 ``PutUrlOutput``). A ``FileOutput`` (the ``local`` storage) is refused unless the block says
 ``workers_share_filesystem`` (workers on this machine: tests, a local GPU box).
 
-``on_done(index, ClipResult | exception)`` is called once per clip, from the calling (flow) thread.
+Caption and addaudio jobs (one output each) go out as one RunPod job each, with the same status handling.
+
+``on_done(index, result | exception)`` is called once per job, from the calling (flow) thread.
 """
 
 from __future__ import annotations
@@ -46,7 +48,17 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from blocks.runpod import RunPodEndpoint
 from blocks.runpod_api import ACTIVE_STATUSES, FINAL_STATUSES, RunPodClient, backoff_delay_s
-from worker_image.contract import ClipJob, ClipResult, FileOutput, Img2VidJob, RenderSettings
+from worker_image.contract import (
+    AddAudioJob,
+    AddAudioResult,
+    CaptionJob,
+    CaptionResult,
+    ClipJob,
+    ClipResult,
+    FileOutput,
+    Img2VidJob,
+    RenderSettings,
+)
 from worker_image.errors import error_from_payload
 
 from .backends import OnDone
@@ -60,6 +72,13 @@ from .errors import (
 )
 from .retry import RETRY_DELAYS_S, is_transient
 from .runpod_jobs import JobStore
+
+#: The result model of each job kind, and how a result element names its job (addaudio jobs have no id).
+RESULT_MODELS: dict[type, tuple[type, str]] = {
+    ClipJob: (ClipResult, "id"),
+    CaptionJob: (CaptionResult, "id"),
+    AddAudioJob: (AddAudioResult, "filename"),
+}
 
 #: One event per flow run being rendered by this process: set when the flow thread is interrupted
 #: (cancellation, shutdown), so polling threads stop at once instead of holding the process open.
@@ -288,13 +307,24 @@ def run_runpod_job(endpoint: RunPodEndpoint, block_name: str, flow_run_id: str, 
     raise job_error(job_id, status)
 
 
-def _clip_outcome(item: Any, clip: ClipJob) -> ClipResult | Exception:
-    """A ClipResult or the rebuilt engine error of one result element."""
-    if not isinstance(item, dict) or item.get("id") != clip.id:
-        return JobFailedError(f"result for clip {clip.id!r} is missing or out of order", retryable=True)
+def _outcome(item: Any, job: ClipJob | CaptionJob | AddAudioJob) -> Any:
+    """The engine's result model (ClipResult, CaptionResult, AddAudioResult) or rebuilt engine error of one
+    result element."""
+    model, name_field = RESULT_MODELS[type(job)]
+    name = getattr(job, name_field)
+    if not isinstance(item, dict) or item.get(name_field) != name:
+        return JobFailedError(f"result for {name!r} is missing or out of order", retryable=True)
     if item.get("ok"):
-        return ClipResult.model_validate({k: v for k, v in item.items() if k != "ok"})
+        return model.model_validate({k: v for k, v in item.items() if k != "ok"})
     return error_from_payload(item.get("error") or {})
+
+
+def job_input_for(jobs: Sequence[Any], chunk: Chunk, settings: RenderSettings | None) -> dict[str, Any]:
+    """The handler input of a chunk: an ``Img2VidJob`` of its clips, or the single caption/addaudio job."""
+    first = jobs[chunk.indices[0]]
+    if isinstance(first, ClipJob):
+        return Img2VidJob(clips=[jobs[i] for i in chunk.indices], settings=settings).model_dump(mode="json")
+    return first.model_dump(mode="json")
 
 
 class RunPodBackend:
@@ -305,6 +335,8 @@ class RunPodBackend:
     """
 
     local_inputs_ok = False
+    #: What the worker's handler serves (``worker_image.handler.OPERATIONS``).
+    operations = frozenset({"img2vid", "caption", "addaudio"})
 
     def __init__(self, endpoint: RunPodEndpoint, block_name: str) -> None:
         self.endpoint, self.name = endpoint, block_name
@@ -322,15 +354,18 @@ class RunPodBackend:
             raise RequestError("backend", f"no RunPodEndpoint block named {block_name!r} ({exc})") from None
         return cls(endpoint, block_name)
 
-    def _check_outputs(self, jobs: Sequence[ClipJob]) -> None:
+    def _check_outputs(self, jobs: Sequence[Any]) -> None:
         if self.endpoint.workers_share_filesystem:
             return
         if any(isinstance(job.output, FileOutput) for job in jobs):
             raise RequestError("storage", "RunPod workers cannot write to this machine's folders; use an S3 "
                                "storage block (or set workers_share_filesystem on the RunPod block for local workers)")
 
-    def __call__(self, jobs: Sequence[ClipJob], settings: RenderSettings, on_done: OnDone) -> None:
-        """Render ``jobs`` on the endpoint; ``on_done(index, outcome)`` once per clip, in this thread.
+    def __call__(self, jobs: Sequence[Any], settings: RenderSettings | None, on_done: OnDone) -> None:
+        """Render ``jobs`` on the endpoint; ``on_done(index, outcome)`` once per job, in this thread.
+
+        ``jobs`` are ``ClipJob`` (img2vid: packed into chunks) or ``CaptionJob`` / ``AddAudioJob`` (one
+        RunPod job each; ``settings`` is None).
 
         Raises:
             RequestError: (field ``storage``) file outputs with workers that do not share this filesystem.
@@ -339,16 +374,19 @@ class RunPodBackend:
         logger = get_run_logger()
         endpoint = self.endpoint
         flow_run_id = str(flow_run.id)
-        estimates = [endpoint.estimate_s(settings.frame_count(job.duration_s)) for job in jobs]
-        pending = deque(Chunk(ix) for ix in plan_chunks(estimates, budget_s=endpoint.chunk_budget_s(),
-                                                         min_chunks=endpoint.max_concurrent_jobs))
+        if all(isinstance(job, ClipJob) for job in jobs):
+            estimates = [endpoint.estimate_s(settings.frame_count(job.duration_s)) for job in jobs]
+            planned = plan_chunks(estimates, budget_s=endpoint.chunk_budget_s(), min_chunks=endpoint.max_concurrent_jobs)
+        else:
+            planned = [(index,) for index in range(len(jobs))]
+        pending = deque(Chunk(ix) for ix in planned)
         logger.info("runpod %s: %d clip(s) in %d job(s), at most %d at once", endpoint.endpoint_id, len(jobs),
                     len(pending), endpoint.max_concurrent_jobs)
         reported: set[int] = set()
 
         def report(index: int, outcome: Any) -> None:
             if index in reported:  # a clip is reported exactly once, whatever the platform did
-                logger.warning("clip %s already reported; ignoring a second outcome", jobs[index].id)
+                logger.warning("job %d already reported; ignoring a second outcome", index)
                 return
             reported.add(index)
             on_done(index, outcome)
@@ -371,7 +409,7 @@ class RunPodBackend:
                 return
             retry: list[int] = []
             for index, item in zip(chunk.indices, results):
-                outcome = _clip_outcome(item, jobs[index])
+                outcome = _outcome(item, jobs[index])
                 if isinstance(outcome, Exception) and getattr(outcome, "retryable", False) \
                         and chunk.attempt < endpoint.max_attempts:
                     retry.append(index)
@@ -393,9 +431,9 @@ class RunPodBackend:
             _STOP_EVENTS.pop(flow_run_id, None)
         for index in range(len(jobs)):  # defensive: every clip gets an outcome
             if index not in reported:
-                report(index, JobFailedError(f"clip {jobs[index].id!r} got no result", retryable=False))
+                report(index, JobFailedError(f"job {index} of {len(jobs)} got no result", retryable=False))
 
-    def _drive(self, runner: ThreadPoolTaskRunner, jobs: Sequence[ClipJob], settings: RenderSettings,
+    def _drive(self, runner: ThreadPoolTaskRunner, jobs: Sequence[Any], settings: RenderSettings | None,
                pending: deque[Chunk], settle: Callable[[Chunk, Any], None], flow_run_id: str) -> None:
         """Keep up to ``max_concurrent_jobs`` chunk tasks in flight until none is pending; settle each as it ends."""
         endpoint = self.endpoint
@@ -403,7 +441,7 @@ class RunPodBackend:
         while pending or in_flight:
             while pending and len(in_flight) < endpoint.max_concurrent_jobs:
                 chunk = pending.popleft()
-                job_input = Img2VidJob(clips=[jobs[i] for i in chunk.indices], settings=settings).model_dump(mode="json")
+                job_input = job_input_for(jobs, chunk, settings)
                 future = runner.submit(run_runpod_job, parameters={
                     "endpoint": endpoint, "block_name": self.name, "flow_run_id": flow_run_id,
                     "chunk_key": chunk.key, "job_input": job_input, "clip_count": len(chunk.indices)})

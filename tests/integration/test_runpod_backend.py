@@ -198,3 +198,29 @@ def test_production_shape_workers_upload_to_s3_with_presigned_puts(fake_runpod, 
             assert clip["output"]["kind"] == "put_url" and SECRET_KEY not in json.dumps(clip)
     puts = [r for r in s3_endpoint.requests if r[0] == "PUT" and r[1].startswith(f"/{bucket}/")]
     assert len(puts) == 4 and all(status == 200 for *_, status in puts)
+
+
+def test_caption_and_addaudio_jobs_run_on_the_workers(fake_runpod, start_workers, runpod_block, origin, media_dir,
+                                                      renders_dir):
+    """The handler serves caption and addaudio too: each flow run is one RunPod job with its own contract."""
+    from flows.addaudio import addaudio
+    from flows.caption import caption
+
+    start_workers(1)
+    block = runpod_block(max_concurrent_jobs=1)
+    video = origin.add("/bikes.mp4", (media_dir / "videos" / "bikes_640x272_noaudio.mp4").read_bytes(),
+                       content_type="video/mp4")
+    srt = origin.add("/legendas.srt", (media_dir / "subtitles" / "legendas_ptbr.srt").read_bytes(),
+                     content_type="text/plain")
+    audio = origin.add("/narration.mp3", (media_dir / "audio" / "narration_ptbr.mp3").read_bytes(),
+                       content_type="audio/mpeg")
+    captioned = caption(url_video=video, url_srt=srt, path="Proj/Caption/", output_filename="legendado.mp4",
+                        settings={"x264_preset": "veryfast"}, backend=block, return_state=True)
+    assert captioned.is_completed(), captioned.message
+    narrated = addaudio(url_video=video, url_audio=audio, path="Proj/Audio/", output_filename="com_audio.mp4",
+                        backend=block, return_state=True)
+    assert narrated.is_completed(), narrated.message
+    assert (renders_dir / "Proj" / "Caption" / "legendado.mp4").stat().st_size > 0
+    assert (renders_dir / "Proj" / "Audio" / "com_audio.mp4").stat().st_size > 0
+    operations = sorted(j.input["operation"] for j in fake_runpod.jobs.values())
+    assert operations == ["addaudio", "caption"] and all(j.status == "COMPLETED" for j in fake_runpod.jobs.values())
