@@ -15,7 +15,6 @@ Health and configuration (the seed's ``GET /runpod/health`` and ``GET /runpod/co
 from __future__ import annotations
 
 import json
-import math
 import sys
 from typing import Any
 

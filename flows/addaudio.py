@@ -80,7 +80,8 @@ def addaudio(
     store = resolve_storage(storage)
     check_urls_allowed({"url_video": url_video, "url_audio": url_audio},
                        local_inputs_ok=store.accepts_local_inputs() and renderer.local_inputs_ok)
-    planned = plan_addaudio(url_video, url_audio, path, output_filename, store, options=options)
+    planned = plan_addaudio(url_video, url_audio, path, output_filename, store, options=options,
+                            upload_expiry_s=renderer.upload_expiry_s)
     logger.info("addaudio -> key %s (storage %s, backend %s)", planned.key, store.name, backend)
 
     outcome = render_one(renderer, planned.job)

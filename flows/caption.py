@@ -80,7 +80,8 @@ def caption(
     store = resolve_storage(storage)
     check_urls_allowed({"url_video": url_video, "url_srt": url_srt},
                        local_inputs_ok=store.accepts_local_inputs() and renderer.local_inputs_ok)
-    planned = plan_caption(url_video, url_srt, path, output_filename, store, style=style, settings=settings)
+    planned = plan_caption(url_video, url_srt, path, output_filename, store, style=style, settings=settings,
+                           upload_expiry_s=renderer.upload_expiry_s)
     logger.info("caption -> key %s (storage %s, backend %s)", planned.key, store.name, backend)
 
     outcome = render_one(renderer, planned.job)

@@ -85,7 +85,7 @@ def img2vid(
     renderer = resolve_backend(backend)
     store = resolve_storage(storage)
     check_inputs_allowed(images, local_inputs_ok=store.accepts_local_inputs() and renderer.local_inputs_ok)
-    plan = plan_img2vid(images, path, store)
+    plan = plan_img2vid(images, path, store, upload_expiry_s=renderer.upload_expiry_s)
     logger.info("img2vid: %d images -> %s (storage %s, backend %s)", len(plan), plan[0].key.rsplit("/", 1)[0] or ".",
                 store.name, backend)
 

@@ -33,6 +33,8 @@ class Backend(Protocol):
     name: str
     #: Whether inputs may be local file paths (only where the renderer shares this machine).
     local_inputs_ok: bool
+    #: Seconds a presigned PUT target must stay valid for a job planned now to deliver through it.
+    upload_expiry_s: int
 
     def __call__(self, jobs: Sequence[Any], settings: Any, on_done: OnDone) -> None: ...
 

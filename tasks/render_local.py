@@ -31,6 +31,7 @@ from worker_image.engine import render_clip
 
 from .backends import OnDone
 from .errors import BackendError
+from .planning import DEFAULT_UPLOAD_EXPIRY_S
 from .retry import RETRY_DELAYS_S, is_transient
 
 #: Clips rendered at once by the local backend: one per CPU.
@@ -138,6 +139,9 @@ class LocalBackend:
 
     name = "local"
     local_inputs_ok = True
+    #: Presigned PUT lifetime for outputs rendered here: the render starts at once, so the planning
+    #: default (1 h) covers it.
+    upload_expiry_s = DEFAULT_UPLOAD_EXPIRY_S
     #: Job operations this backend renders (see ``tasks.backends.require_operation``).
     operations = frozenset({"img2vid", "caption", "addaudio"})
 

@@ -341,6 +341,12 @@ class RunPodBackend:
     def __init__(self, endpoint: RunPodEndpoint, block_name: str) -> None:
         self.endpoint, self.name = endpoint, block_name
 
+    @property
+    def upload_expiry_s(self) -> int:
+        """Lifetime a presigned PUT needs here: every attempt may wait its full deadline
+        (``max_attempts x (ttl_s + execution_timeout_s)``), and URLs are signed before the first one."""
+        return int(math.ceil(self.endpoint.max_attempts * self.endpoint.poll_deadline_s()))
+
     @classmethod
     def load(cls, block_name: str) -> "RunPodBackend":
         """The backend for the saved ``RunPodEndpoint`` block ``block_name``.
