@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import audio, ffmpeg, media_io
-from .contract import AddAudioJob, AddAudioResult, FileOutput, PutUrlOutput
+from .contract import AddAudioJob, AddAudioResult
 from .encoders import select_encoder
 from .errors import InputError, OutputVerificationError, RenderError
 from .probe import MediaInfo, StreamInfo, is_faststart, probe
@@ -189,12 +189,7 @@ def render_addaudio(job: AddAudioJob, *, allow_local_inputs: bool = False, workd
             per_s = TIMEOUT_PER_OUTPUT_S_COPY if plan.video_copied else TIMEOUT_PER_OUTPUT_S_ENCODE
             ffmpeg.run(argv, timeout_s=TIMEOUT_BASE_S + per_s * plan.output_s, what="add audio")
             measured = verify_addaudio(encoded, plan=plan, source=video)
-            size_bytes = encoded.stat().st_size
-            digest = media_io.sha256_file(encoded)
-            if isinstance(job.output, FileOutput):
-                media_io.deliver_file(encoded, Path(job.output.path))
-            elif isinstance(job.output, PutUrlOutput):
-                media_io.deliver_put(encoded, job.output.url, key=job.output.key)
+            size_bytes, digest = media_io.deliver(encoded, job.output)
     except RenderError as err:
         raise err.for_item(job.filename) from err.__cause__
     log.info("addaudio %s: %.3f s, %d bytes, video %s", job.filename, measured["duration_s"], size_bytes, encoder)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ffmpeg, fonts, media_io, subtitles
-from .contract import MAX_SUBTITLE_BYTES, CaptionJob, CaptionResult, CaptionStyle, FileOutput, PutUrlOutput
+from .contract import MAX_SUBTITLE_BYTES, CaptionJob, CaptionResult, CaptionStyle
 from .encoders import select_encoder
 from .errors import InputError, OutputVerificationError, RenderError
 from .probe import is_faststart, probe
@@ -255,12 +255,7 @@ def render_caption(job: CaptionJob, *, allow_local_inputs: bool = False, workdir
                        what="caption encode", cwd=tmp_dir)
             encoded = tmp_dir / OUTPUT_NAME
             measured = verify_caption(encoded, facts)
-            size_bytes = encoded.stat().st_size
-            digest = media_io.sha256_file(encoded)
-            if isinstance(job.output, FileOutput):
-                media_io.deliver_file(encoded, Path(job.output.path))
-            elif isinstance(job.output, PutUrlOutput):
-                media_io.deliver_put(encoded, job.output.url, key=job.output.key)
+            size_bytes, digest = media_io.deliver(encoded, job.output)
     except RenderError as err:
         raise err.for_item(job.id) from err.__cause__
     log.info("caption %s: %s cues (%s), %d frames, %d bytes, %s", job.id, prepared.cues, prepared.format,

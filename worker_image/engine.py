@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ffmpeg, media_io
-from .contract import ClipJob, ClipResult, FileOutput, Img2VidJob, PutUrlOutput, RenderSettings
+from .contract import ClipJob, ClipResult, Img2VidJob, RenderSettings
 from .encoders import select_encoder
 from .errors import OutputVerificationError, RenderError
 from .imaging import load_image
@@ -120,12 +120,7 @@ def render_clip(
             ffmpeg.run(argv, timeout_s=ENCODE_TIMEOUT_BASE_S + ENCODE_TIMEOUT_PER_FRAME_S * frames,
                        stdin_chunks=frames_with_progress(), what="encode")
             measured = verify_clip(encoded, settings=settings, frames=frames)
-            size_bytes = encoded.stat().st_size
-            digest = media_io.sha256_file(encoded)
-            if isinstance(clip.output, FileOutput):
-                media_io.deliver_file(encoded, Path(clip.output.path))
-            elif isinstance(clip.output, PutUrlOutput):
-                media_io.deliver_put(encoded, clip.output.url, key=clip.output.key)
+            size_bytes, digest = media_io.deliver(encoded, clip.output)
     except RenderError as err:
         raise err.for_item(clip.id) from err.__cause__
     log.info("clip %s: %d frames, %d bytes, %s", clip.id, frames, size_bytes, encoder)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from .contract import input_kind, local_path
+from .contract import FileOutput, PutUrlOutput, input_kind, local_path
 from .errors import DownloadError, InputError, UploadError
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,23 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(_CHUNK_BYTES), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def deliver(src: Path, output: FileOutput | PutUrlOutput) -> tuple[int, str]:
+    """Deliver a finished file to its job's output target and return ``(size_bytes, sha256_hex)``.
+
+    ``FileOutput`` -> :func:`deliver_file` (atomic rename); ``PutUrlOutput`` -> :func:`deliver_put`
+    (one presigned PUT carrying the checksum). The file is hashed once, here.
+
+    Raises:
+        UploadError: delivery failed (see the two functions).
+    """
+    size_bytes, digest = src.stat().st_size, sha256_file(src)
+    if isinstance(output, FileOutput):
+        deliver_file(src, Path(output.path))
+    else:
+        deliver_put(src, output.url, key=output.key, sha256=digest)
+    return size_bytes, digest
 
 
 def deliver_file(src: Path, dest: Path) -> None:
