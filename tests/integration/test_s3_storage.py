@@ -158,15 +158,17 @@ def test_bucket_folder_prefixes_object_keys(s3_endpoint: S3Endpoint, bucket: str
 
 
 def test_presigned_put_and_get_urls_expire(s3_endpoint: S3Endpoint, bucket: str, tmp_path: Path) -> None:
-    store = S3Storage(_config(s3_endpoint, bucket, presigned_get_expiry_s=1))
+    store = S3Storage(_config(s3_endpoint, bucket, presigned_get_expiry_s=3))  # long enough for a loaded machine
     src = _file(tmp_path, 1000)
-    short_put = store.target_for("late.mp4", expires_s=1)
+    signed_at = time.monotonic()
+    short_put = store.target_for("late.mp4", expires_s=3)
     good_put = store.target_for("ok.mp4", expires_s=60)
     media_io.deliver_put(src, good_put.url, key="ok.mp4")
     get_url, kind = store.url_for("ok.mp4")
-    assert kind == "presigned" and "X-Amz-Expires=1&" in get_url
+    get_signed_at = time.monotonic()
+    assert kind == "presigned" and "X-Amz-Expires=3&" in get_url
     assert httpx.get(get_url).status_code == 200
-    time.sleep(2.1)
+    time.sleep(max(0.0, max(signed_at, get_signed_at) + 4.1 - time.monotonic()))
     with pytest.raises(UploadError, match="HTTP 403: AccessDenied Request has expired") as info:
         media_io.deliver_put(src, short_put.url, key="late.mp4")
     assert "X-Amz-Signature" not in str(info.value) and not info.value.retryable
