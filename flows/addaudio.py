@@ -23,15 +23,13 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.runtime import flow_run
-from prefect.states import Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks.backends import render_one, require_operation, resolve_backend
 from tasks.planning import check_urls_allowed, plan_addaudio
-from tasks.reporting import publish_result, publish_table
-from tasks.responses import AddAudioResponse, Execution, Stats, as_json, error_info, failure_code, now_utc
+from tasks.responses import AddAudioResponse, now_utc
 from tasks.runpod_jobs import cancel_runpod_jobs
+from tasks.single_video import finish_single_video
 from tasks.storage import resolve_storage
 from worker_image.contract import AddAudioOptions, AddAudioResult
 
@@ -85,45 +83,22 @@ def addaudio(
     logger.info("addaudio -> key %s (storage %s, backend %s)", planned.key, store.name, backend)
 
     outcome = render_one(renderer, planned.job)
-    facts: dict[str, Any] = {}
-    try:
-        if isinstance(outcome, BaseException):
-            raise outcome
-        result: AddAudioResult = outcome
-        store.verify(planned.key, size_bytes=result.size_bytes, sha256=result.sha256)
-        video_url, url_kind = store.url_for(planned.key)
-        facts = {"video_url": video_url, "url_kind": url_kind, "duration_s": result.duration_s,
-                 "video_duration_s": result.video_duration_s, "audio_duration_s": result.audio_duration_s,
-                 "size_bytes": result.size_bytes, "encoder": result.encoder, "video_copied": result.video_copied}
-        error = None
-        how = "video copied" if result.video_copied else f"video re-encoded with {result.encoder}"
-        code, message = 200, (f"added audio to {planned.job.filename}: {result.duration_s:.3f} s, {how}, "
-                              f"{result.size_bytes} bytes")
-    except Exception as exc:  # the job's typed failure goes into the response
-        error = error_info(exc)
-        code, message = failure_code(error), f"addaudio failed: {error.type}: {error.message}"
-        logger.warning("addaudio to key %s failed: %s", planned.key, message)
-
-    response = AddAudioResponse(
-        code=code, message=message, filename=planned.job.filename, key=planned.key, error=error, **facts,
-        execution=Execution.between(started, now_utc()),
-        stats=Stats(jobId=str(flow_run.id or ""), total=1, processed=int(error is None), failed=int(error is not None)),
-    )
-    body = as_json(response)
-    publish_table(
-        [{"filename": response.filename, "key": response.key, "duration_s": response.duration_s,
-          "video_copied": response.video_copied, "size_bytes": response.size_bytes,
-          "url": response.video_url if error is None else f"FAILED: {error.type}: {error.message}"}],
-        key="addaudio-table", description=f"addaudio: {message}",
-    )
-    publish_result(body, key="addaudio-result")
-    logger.info("addaudio: %s", message)
-    return _final_state(body, message, failed=error is not None)
+    return finish_single_video(operation="addaudio", planned=planned, outcome=outcome, store=store, started=started,
+                               response_model=AddAudioResponse, facts=_facts, summary=_summary,
+                               table_columns=("video_copied",))
 
 
-def _final_state(body: dict[str, Any], message: str, *, failed: bool) -> State:
-    """Completed when the video was delivered, else Failed; both carry the response dict."""
-    return Failed(message=message, data=body) if failed else Completed(message=message, data=body)
+def _facts(r: AddAudioResult) -> dict[str, Any]:
+    """The measured facts of a delivered addaudio output that go into the response."""
+    return {"duration_s": r.duration_s, "video_duration_s": r.video_duration_s,
+            "audio_duration_s": r.audio_duration_s, "size_bytes": r.size_bytes, "encoder": r.encoder,
+            "video_copied": r.video_copied}
+
+
+def _summary(r: AddAudioResult) -> str:
+    """The success message."""
+    how = "video copied" if r.video_copied else f"video re-encoded with {r.encoder}"
+    return f"added audio to {r.filename}: {r.duration_s:.3f} s, {how}, {r.size_bytes} bytes"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,7 @@ from typing import Annotated, Any
 
 from prefect import Flow, flow, get_run_logger
 from prefect.exceptions import ParameterTypeError, SignatureMismatchError
-from prefect.states import Completed, Failed, State
+from prefect.states import Completed, Failed
 from pydantic import Field
 
 from tasks.batch import (

@@ -22,15 +22,13 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.runtime import flow_run
-from prefect.states import Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks.backends import render_one, require_operation, resolve_backend
 from tasks.planning import CaptionSettings, check_urls_allowed, plan_caption
-from tasks.reporting import publish_result, publish_table
-from tasks.responses import CaptionResponse, Execution, Stats, as_json, error_info, failure_code, now_utc
+from tasks.responses import CaptionResponse, now_utc
 from tasks.runpod_jobs import cancel_runpod_jobs
+from tasks.single_video import finish_single_video
 from tasks.storage import resolve_storage
 from worker_image.contract import CaptionResult, CaptionStyle
 
@@ -85,47 +83,22 @@ def caption(
     logger.info("caption -> key %s (storage %s, backend %s)", planned.key, store.name, backend)
 
     outcome = render_one(renderer, planned.job)
-    facts: dict[str, Any] = {}
-    try:
-        if isinstance(outcome, BaseException):
-            raise outcome
-        result: CaptionResult = outcome
-        store.verify(planned.key, size_bytes=result.size_bytes, sha256=result.sha256)
-        video_url, url_kind = store.url_for(planned.key)
-        facts = {"video_url": video_url, "url_kind": url_kind, "duration_s": result.duration_s,
-                 "frames": result.frames, "width": result.width_px, "height": result.height_px,
-                 "size_bytes": result.size_bytes, "encoder": result.encoder,
-                 "subtitle_format": result.subtitle_format, "subtitle_encoding": result.subtitle_encoding,
-                 "cues": result.cues, "cues_clipped": result.cues_clipped, "cues_dropped": result.cues_dropped,
-                 "missing_glyphs": result.missing_glyphs, "warnings": result.warnings}
-        error = None
-        code, message = 200, (f"captioned {planned.job.filename}: {result.cues} cues, "
-                              f"{result.duration_s:.3f} s, {result.size_bytes} bytes")
-    except Exception as exc:  # the job's typed failure goes into the response
-        error = error_info(exc)
-        code, message = failure_code(error), f"caption failed: {error.type}: {error.message}"
-        logger.warning("caption of key %s failed: %s", planned.key, message)
-
-    response = CaptionResponse(
-        code=code, message=message, filename=planned.job.filename, key=planned.key, error=error, **facts,
-        execution=Execution.between(started, now_utc()),
-        stats=Stats(jobId=str(flow_run.id or ""), total=1, processed=int(error is None), failed=int(error is not None)),
-    )
-    body = as_json(response)
-    publish_table(
-        [{"filename": response.filename, "key": response.key, "duration_s": response.duration_s,
-          "cues": response.cues, "size_bytes": response.size_bytes,
-          "url": response.video_url if error is None else f"FAILED: {error.type}: {error.message}"}],
-        key="caption-table", description=f"caption: {message}",
-    )
-    publish_result(body, key="caption-result")
-    logger.info("caption: %s", message)
-    return _final_state(body, message, failed=error is not None)
+    return finish_single_video(operation="caption", planned=planned, outcome=outcome, store=store, started=started,
+                               response_model=CaptionResponse, facts=_facts, summary=_summary,
+                               table_columns=("cues",))
 
 
-def _final_state(body: dict[str, Any], message: str, *, failed: bool) -> State:
-    """Completed when the video was delivered, else Failed; both carry the response dict."""
-    return Failed(message=message, data=body) if failed else Completed(message=message, data=body)
+def _facts(r: CaptionResult) -> dict[str, Any]:
+    """The measured facts of a delivered caption that go into the response."""
+    return {"duration_s": r.duration_s, "frames": r.frames, "width": r.width_px, "height": r.height_px,
+            "size_bytes": r.size_bytes, "encoder": r.encoder, "subtitle_format": r.subtitle_format,
+            "subtitle_encoding": r.subtitle_encoding, "cues": r.cues, "cues_clipped": r.cues_clipped,
+            "cues_dropped": r.cues_dropped, "missing_glyphs": r.missing_glyphs, "warnings": r.warnings}
+
+
+def _summary(r: CaptionResult) -> str:
+    """The success message."""
+    return f"captioned {r.filename}: {r.cues} cues, {r.duration_s:.3f} s, {r.size_bytes} bytes"
 
 
 def main(argv: list[str] | None = None) -> int:
