@@ -1,4 +1,4 @@
-"""Shared command line of the one-video flows: ``python -m flows.<name> REQUEST.json``."""
+"""Shared command line of the flows: ``python -m flows.<name> REQUEST.json``."""
 
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ def run_request_file(flow_fn: Any, name: str, argv: list[str] | None = None) -> 
         argv: Command-line arguments after the program name (``sys.argv[1:]`` when None).
 
     Returns:
-        Exit status: 0 when the video was delivered, 1 when the run failed, 2 on bad usage.
+        Exit status: 0 when every video was delivered, 1 when the run failed (or any item did), 2 on
+        bad usage. After the JSON it prints where the videos are: the video's location for one-video
+        flows, the folders holding them for img2vid.
     """
     args = argv if argv is not None else sys.argv[1:]
     if len(args) != 1:
@@ -40,4 +42,6 @@ def run_request_file(flow_fn: Any, name: str, argv: list[str] | None = None) -> 
     print(json.dumps(result, indent=2, ensure_ascii=False))
     if result.get("video_url"):
         print(f"\nvideo is at: {where(result['video_url'])}")
+    for folder in sorted({where(v["video_url"]).rsplit("/", 1)[0] for v in result.get("videos", [])}):
+        print(f"\nvideos are in: {folder}")
     return 0 if state.is_completed() else 1

@@ -18,8 +18,6 @@ Run it with no configuration (local backend, ``./renders``)::
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -47,6 +45,7 @@ from tasks.runpod_jobs import cancel_runpod_jobs
 from tasks.storage import resolve_storage
 from worker_image.contract import MAX_IMAGES, ClipResult, RenderSettings
 
+from .cli import run_request_file
 from .schema import SeedImageInput
 
 @flow(name="img2vid", task_runner=ThreadPoolTaskRunner(max_workers=LOCAL_MAX_WORKERS), validate_parameters=True,
@@ -142,32 +141,10 @@ def _final_state(result: dict[str, Any], message: str, *, failed_count: int) -> 
     return Completed(message=message, data=result)
 
 
-def _folder_of(url: str) -> str:
-    """The folder holding a video: a filesystem path for file:// URLs, else the URL's parent."""
-    from urllib.parse import unquote, urlsplit
-
-    parts = urlsplit(url)
-    return unquote(parts.path).rsplit("/", 1)[0] if parts.scheme == "file" else url.split("?", 1)[0].rsplit("/", 1)[0]
-
-
 def main(argv: list[str] | None = None) -> int:
-    """``python -m flows.img2vid REQUEST.json``: run the flow on a seed-shaped request body and print
-    the result JSON. Exit status 0 when every item rendered, 1 otherwise."""
-    args = argv if argv is not None else sys.argv[1:]
-    if len(args) != 1:
-        print("usage: python -m flows.img2vid REQUEST.json", file=sys.stderr)
-        return 2
-    with open(args[0], encoding="utf-8") as fh:
-        body = json.load(fh)
-    state = img2vid(**body, return_state=True)
-    result = state.result(raise_on_failure=False)
-    if isinstance(result, BaseException):
-        print(f"img2vid failed: {result}", file=sys.stderr)
-        return 1
-    print(json.dumps(result, indent=2, ensure_ascii=False))
-    for folder in sorted({_folder_of(v["video_url"]) for v in result.get("videos", [])}):
-        print(f"\nvideos are in: {folder}")
-    return 0 if state.is_completed() else 1
+    """``python -m flows.img2vid REQUEST.json``: run the flow on a seed-shaped request body, print the
+    result JSON and the folder the videos are in. Exit status 0 when every item rendered, 1 otherwise."""
+    return run_request_file(img2vid, "img2vid", argv)
 
 
 if __name__ == "__main__":
