@@ -69,6 +69,19 @@ class Origin:
                 pass
 
             def do_GET(self) -> None:
+                if self.path.startswith("/loop"):  # redirects to itself forever
+                    self.send_response(302)
+                    self.send_header("Location", self.path)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if self.path.startswith("/fake-gzip"):  # claims gzip, is not
+                    self.send_response(200)
+                    self.send_header("Content-Encoding", "gzip")
+                    self.send_header("Content-Length", "12")
+                    self.end_headers()
+                    self.wfile.write(b"not gzip!!!!")
+                    return
                 route = origin.routes.get(self.path.split("?", 1)[0])
                 if route is None:
                     self.send_response(404)

@@ -16,7 +16,7 @@ from typing import Any
 from . import audio, ffmpeg, media_io
 from .contract import AddAudioJob, AddAudioResult
 from .encoders import select_encoder
-from .errors import InputError, OutputVerificationError, RenderError
+from .errors import InputError, OutputVerificationError, RenderError, unexpected
 from .probe import MediaInfo, StreamInfo, is_faststart, probe
 
 log = logging.getLogger(__name__)
@@ -192,6 +192,8 @@ def render_addaudio(job: AddAudioJob, *, allow_local_inputs: bool = False, workd
             size_bytes, digest = media_io.deliver(encoded, job.output)
     except RenderError as err:
         raise err.for_item(job.filename) from err.__cause__
+    except Exception as exc:  # never let an unforeseen failure escape untyped (it would lose sibling results)
+        raise unexpected(exc, item_id=job.filename) from exc
     log.info("addaudio %s: %.3f s, %d bytes, video %s", job.filename, measured["duration_s"], size_bytes, encoder)
     return AddAudioResult(filename=job.filename, size_bytes=size_bytes, sha256=digest,
                           video_copied=plan.video_copied, encoder=encoder, **measured)

@@ -18,7 +18,7 @@ from typing import Any
 from . import ffmpeg, fonts, media_io, subtitles
 from .contract import MAX_SUBTITLE_BYTES, CaptionJob, CaptionResult, CaptionStyle
 from .encoders import select_encoder
-from .errors import InputError, OutputVerificationError, RenderError
+from .errors import InputError, OutputVerificationError, RenderError, unexpected
 from .probe import is_faststart, probe
 
 log = logging.getLogger(__name__)
@@ -258,6 +258,8 @@ def render_caption(job: CaptionJob, *, allow_local_inputs: bool = False, workdir
             size_bytes, digest = media_io.deliver(encoded, job.output)
     except RenderError as err:
         raise err.for_item(job.id) from err.__cause__
+    except Exception as exc:  # never let an unforeseen failure escape untyped (it would lose sibling results)
+        raise unexpected(exc, item_id=job.id) from exc
     log.info("caption %s: %s cues (%s), %d frames, %d bytes, %s", job.id, prepared.cues, prepared.format,
              measured["frames"], size_bytes, encoder)
     return CaptionResult(

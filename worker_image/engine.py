@@ -16,7 +16,7 @@ from typing import Any
 from . import ffmpeg, media_io
 from .contract import ClipJob, ClipResult, Img2VidJob, RenderSettings
 from .encoders import select_encoder
-from .errors import OutputVerificationError, RenderError
+from .errors import OutputVerificationError, RenderError, unexpected
 from .imaging import load_image
 from .kenburns import KenBurnsClip
 from .probe import is_faststart, probe
@@ -123,6 +123,8 @@ def render_clip(
             size_bytes, digest = media_io.deliver(encoded, clip.output)
     except RenderError as err:
         raise err.for_item(clip.id) from err.__cause__
+    except Exception as exc:  # never let an unforeseen failure escape untyped (it would lose sibling results)
+        raise unexpected(exc, item_id=clip.id) from exc
     log.info("clip %s: %d frames, %d bytes, %s", clip.id, frames, size_bytes, encoder)
     return ClipResult(id=clip.id, filename=clip.filename, size_bytes=size_bytes, sha256=digest, encoder=encoder,
                       **measured)

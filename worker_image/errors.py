@@ -118,6 +118,14 @@ class UploadError(RenderError):
     """The output could not be delivered to its destination (presigned PUT or local folder)."""
 
 
+def unexpected(exc: BaseException, *, item_id: str | None = None) -> RenderError:
+    """A typed, final error for an exception the engine did not anticipate (a bug or an unforeseen
+    failure), so no caller ever has to handle anything but RenderError; the original is its cause."""
+    err = RenderError(f"unexpected {type(exc).__name__}: {exc}", item_id=item_id, retryable=False)
+    err.__cause__ = exc
+    return err
+
+
 ERROR_TYPES: dict[str, type[RenderError]] = {
     cls.__name__: cls
     for cls in (RenderError, InputError, DownloadError, FFmpegError, OutputVerificationError, UploadError)

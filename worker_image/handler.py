@@ -216,6 +216,9 @@ def main() -> None:
     """Start the RunPod worker loop (or run one local test job; see the module docstring)."""
     logging.basicConfig(level=os.environ.get("API_GPU_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every request line at INFO, query string included: that is a presigned URL's signature.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     here = os.path.dirname(os.path.abspath(__file__))
     if is_local_test() and "--test_input" not in " ".join(sys.argv) and not os.path.exists("test_input.json"):
         os.chdir(here)  # the SDK reads ./test_input.json; ours sits next to this file

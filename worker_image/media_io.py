@@ -13,7 +13,9 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -29,9 +31,18 @@ RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
 _CHUNK_BYTES = 1 << 20
 
 
+#: Longest a whole download may take, seconds. The per-read timeout alone would let a server that
+#: trickles one byte every 29 s hold a worker for weeks (found by adversarial testing).
+DOWNLOAD_DEADLINE_S = 300.0
+
+
 def _redact(url: str) -> str:
-    """The URL without its query string (which may hold a signature) for logs and errors."""
-    return url.split("?", 1)[0]
+    """The URL without its query string (which may hold a signature) or user:password, for logs and errors."""
+    parts = urlsplit(url.split("?", 1)[0])
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def fetch(url: str, dest: Path, *, max_bytes: int, allow_local: bool, field: str) -> Path:
@@ -62,10 +73,15 @@ def fetch(url: str, dest: Path, *, max_bytes: int, allow_local: bool, field: str
         size = src.stat().st_size
         if size > max_bytes:
             raise InputError(f"input is {size} bytes, over the {max_bytes}-byte limit", field=field)
-        shutil.copyfile(src, dest)
+        try:
+            shutil.copyfile(src, dest)
+        except OSError as exc:
+            raise DownloadError(f"could not copy the input to the scratch disk: {exc.strerror or exc}", field=field,
+                                retryable=True) from None
         return dest
 
     shown = _redact(url)
+    deadline = time.monotonic() + DOWNLOAD_DEADLINE_S
     try:
         with httpx.Client(timeout=DOWNLOAD_TIMEOUT, follow_redirects=True, max_redirects=5) as client:
             with client.stream("GET", url) as resp:
@@ -86,13 +102,28 @@ def fetch(url: str, dest: Path, *, max_bytes: int, allow_local: bool, field: str
                         got += len(chunk)
                         if got > max_bytes:
                             raise InputError(f"input is over the {max_bytes}-byte limit", field=field)
+                        if time.monotonic() > deadline:
+                            raise DownloadError(f"GET {shown} took over {DOWNLOAD_DEADLINE_S:g} s (server too slow)",
+                                                field=field, retryable=True)
                         fh.write(chunk)
     except httpx.TimeoutException as exc:
         raise DownloadError(f"GET {shown} timed out ({type(exc).__name__})", field=field, retryable=True) from None
+    except httpx.UnsupportedProtocol:
+        raise DownloadError(f"GET {shown} redirected to a scheme other than http(s)", field=field,
+                            retryable=False) from None
+    except httpx.TooManyRedirects:
+        raise DownloadError(f"GET {shown} redirected more than 5 times", field=field, retryable=False) from None
+    except httpx.DecodingError as exc:
+        raise InputError(f"GET {shown}: the body does not match its Content-Encoding ({exc})", field=field) from None
     except httpx.TransportError as exc:
-        raise DownloadError(f"GET {shown} failed: {type(exc).__name__}: {exc}", field=field, retryable=True) from None
-    except httpx.InvalidURL as exc:
-        raise InputError(f"invalid URL: {exc}", field=field) from None
+        raise DownloadError(f"GET {shown} failed: {type(exc).__name__}", field=field, retryable=True) from None
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise InputError(f"invalid URL or response: {exc}", field=field) from None
+    except httpx.HTTPError as exc:  # any other client-side failure: typed, final
+        raise DownloadError(f"GET {shown} failed: {type(exc).__name__}", field=field, retryable=False) from None
+    except OSError as exc:  # the scratch disk (full, unwritable): the worker's problem, maybe not the next one's
+        raise DownloadError(f"could not store the input on the worker's scratch disk: {exc.strerror or exc}",
+                            field=field, retryable=True) from None
     return dest
 
 

@@ -44,3 +44,39 @@ def test_presigned_query_strings_never_reach_error_messages(origin, tmp_path: Pa
     with pytest.raises(DownloadError) as err:
         media_io.fetch(url, tmp_path / "in.bin", max_bytes=10, allow_local=False, field="image_url")
     assert "Signature" not in str(err.value) and "AKIA" not in str(err.value)
+
+
+@pytest.mark.parametrize(("path", "error", "retryable", "text"), [
+    ("/loop", DownloadError, False, "redirected more than 5 times"),
+    ("/fake-gzip", InputError, False, "Content-Encoding"),
+])
+def test_protocol_failures_are_typed(origin, tmp_path: Path, path: str, error: type, retryable: bool, text: str):
+    with pytest.raises(error, match=text) as err:
+        media_io.fetch(origin.base_url + path, tmp_path / "in.bin", max_bytes=1000, allow_local=False, field="image_url")
+    assert err.value.retryable is retryable and err.value.field == "image_url"
+
+
+def test_credentials_in_urls_never_reach_error_messages(origin, tmp_path: Path):
+    host = origin.base_url.split("//", 1)[1]
+    with pytest.raises(DownloadError) as err:
+        media_io.fetch(f"http://user:hunter2@{host}/gone.jpg", tmp_path / "in.bin", max_bytes=10, allow_local=False,
+                       field="image_url")
+    assert "hunter2" not in str(err.value) and "user" not in str(err.value)
+
+
+def test_one_clip_failing_unexpectedly_keeps_the_others(origin, tmp_path: Path, example_photos: Path):
+    from worker_image.contract import ClipJob, FileOutput, Img2VidJob, RenderSettings
+    from worker_image.engine import run_img2vid_job
+
+    clips = [
+        ClipJob(id="ok", image_url=str(example_photos / "rocket_640x427.jpg"), duration_s=0.5, filename="v1.mp4",
+                output=FileOutput(path=str(tmp_path / "v1.mp4"))),
+        ClipJob(id="loop", image_url=origin.base_url + "/loop", duration_s=0.5, filename="v2.mp4",
+                output=FileOutput(path=str(tmp_path / "v2.mp4"))),
+        ClipJob(id="ok2", image_url=str(example_photos / "leaf_1920x1080.jpg"), duration_s=0.5, filename="v3.mp4",
+                output=FileOutput(path=str(tmp_path / "v3.mp4"))),
+    ]
+    settings = RenderSettings(width_px=160, height_px=90, x264_preset="superfast")
+    results = run_img2vid_job(Img2VidJob(clips=clips, settings=settings), allow_local_inputs=True)["results"]
+    assert [r["ok"] for r in results] == [True, False, True]
+    assert results[1]["error"]["type"] == "DownloadError" and results[1]["error"]["item_id"] == "loop"
