@@ -67,6 +67,17 @@ def _float(value: object) -> float | None:
         return None
 
 
+def _tag_duration(tags: dict[str, str]) -> float | None:
+    """Matroska/WebM streams have no ``duration`` field; their muxer writes a ``DURATION`` tag
+    ``HH:MM:SS.nnnnnnnnn`` instead (Matroska spec, "Tags": DURATION). None when absent or malformed."""
+    raw = tags.get("DURATION") or tags.get("duration")
+    try:
+        hours, minutes, seconds = str(raw).split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except (TypeError, ValueError):
+        return None
+
+
 def probe(path: str | os.PathLike[str], *, count_frames: bool = False) -> MediaInfo:
     """Probe a media file.
 
@@ -96,7 +107,7 @@ def probe(path: str | os.PathLike[str], *, count_frames: bool = False) -> MediaI
                 width=s.get("width"),
                 height=s.get("height"),
                 nb_frames=int(nb) if nb not in (None, "N/A") else None,
-                duration_s=_float(s.get("duration")),
+                duration_s=_float(s.get("duration")) or _tag_duration(s.get("tags") or {}),
                 avg_frame_rate=s.get("avg_frame_rate"),
                 r_frame_rate=s.get("r_frame_rate"),
                 channels=s.get("channels"),
