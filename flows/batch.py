@@ -41,6 +41,7 @@ from tasks.batch import (
     mark_done,
     output_keys,
     parse_manifest,
+    planned_output_keys,
     read_manifest,
     state_prefix,
     write_object,
@@ -99,6 +100,7 @@ def batch(
 
     items: dict[int, BatchItem] = {}
     todo: list[tuple[int, BatchRequest, dict[str, Any]]] = []
+    writers: dict[str, str] = {}  # output key -> the request_id that writes it
     for i, request in enumerate(requests):
         params = {"storage": storage, "backend": backend, **request.body}
         digest = request.body_sha256()
@@ -108,6 +110,14 @@ def batch(
             items[i] = BatchItem(request_id=request.request_id, operation=request.operation, status="invalid",
                                  code=422, message=str(exc).strip(), body_sha256=digest)
             continue
+        keys = planned_output_keys(request.operation, request.body)
+        clash = next((key for key in keys if key in writers), None)
+        if clash is not None:  # two requests, one object: the later would overwrite the earlier's video
+            items[i] = BatchItem(request_id=request.request_id, operation=request.operation, status="invalid",
+                                 code=422, body_sha256=digest,
+                                 message=f"output key {clash!r} is also written by request {writers[clash]!r}")
+            continue
+        writers.update(dict.fromkeys(keys, request.request_id))
         marker = None if force else load_done(store, prefix, request)
         if marker is not None:
             items[i] = BatchItem(request_id=request.request_id, operation=request.operation, status="skipped",

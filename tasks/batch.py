@@ -30,7 +30,8 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import RequestError, StorageError
-from .keys import normalize_prefix
+from .errors import InvalidKeyError
+from .keys import clip_filename, make_key, normalize_prefix
 from .responses import Execution
 from .storage import LocalFolderStorage, Storage
 
@@ -318,6 +319,18 @@ def mark_done(store: Storage, prefix: str, request: BatchRequest, item: BatchIte
         StorageError: the write failed.
     """
     write_object(store, done_key(prefix, request.request_id), item.model_dump_json(indent=2).encode("utf-8"))
+
+
+def planned_output_keys(operation: str, body: dict[str, Any]) -> list[str]:
+    """The storage keys a request will write, from its body alone (the flows' own key rules):
+    ``<path>/video_1.mp4 ... video_N.mp4`` for img2vid, ``<path>/<output_filename>`` otherwise.
+    Empty when the body is too broken to tell (its flow reports why)."""
+    try:
+        if operation == "img2vid":
+            return [make_key(body.get("path", ""), clip_filename(i)) for i in range(1, len(body.get("images") or []) + 1)]
+        return [make_key(body.get("path", ""), str(body.get("output_filename", "")))]
+    except (InvalidKeyError, TypeError):
+        return []
 
 
 def output_keys(result: dict[str, Any]) -> list[str]:

@@ -129,6 +129,9 @@ def test_invalid_and_failing_requests_are_reported_and_the_others_render(tmp_pat
                           "path": "Batch/bad/", "settings": {"width_px": 33}}})
     reqs.append({"operation": "caption", "request_id": "unknown-field",
                  "body": {"url_video": "v.mp4", "url_srt": "s.srt", "path": "p/", "output_filename": "o.mp4", "colour": 1}})
+    reqs.append({"operation": "img2vid", "request_id": "same-key-as-clips-0",
+                 "body": {"images": [{"id": "y", "image_url": str(PHOTOS / "rocket_640x427.jpg"), "duracao": 0.5}],
+                          "path": "Batch/clips-0/", "settings": TINY}})
     reqs.append({"operation": "img2vid", "request_id": "missing-photo",
                  "body": {"images": [{"id": "gone", "image_url": str(tmp_path / "nope.jpg"), "duracao": 0.5}],
                           "path": "Batch/missing/", "settings": TINY}})
@@ -141,6 +144,8 @@ def test_invalid_and_failing_requests_are_reported_and_the_others_render(tmp_pat
     assert by_id["bad-settings"]["status"] == "invalid" and "settings.width_px" in by_id["bad-settings"]["message"]
     assert by_id["unknown-field"]["status"] == "invalid" and "colour" in by_id["unknown-field"]["message"]
     assert by_id["missing-photo"]["status"] == "failed" and by_id["missing-photo"]["code"] == 422
+    clash = by_id["same-key-as-clips-0"]  # would overwrite clips-0's video_1.mp4: refused, clips-0 kept
+    assert clash["status"] == "invalid" and "Batch/clips-0/video_1.mp4" in clash["message"] and "clips-0" in clash["message"]
     assert by_id["clips-0"]["status"] == by_id["clips-1"]["status"] == "rendered"
     done = renders_dir / "batches" / "mixed" / "done"
     assert sorted(p.name for p in done.iterdir()) == ["clips-0.json", "clips-1.json"]
