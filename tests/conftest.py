@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import http.server
+import os
 import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,6 +16,10 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_MEDIA = REPO_ROOT.parent / "shared" / "media"
 EXAMPLE_PHOTOS = REPO_ROOT / "examples" / "photos"
+
+# Tests read local inputs from the repo, ../shared/media and their tmp folders; servers and workers the
+# tests start inherit this (tests of the restriction itself narrow it with monkeypatch).
+os.environ.setdefault("API_GPU_LOCAL_INPUT_ROOTS", os.pathsep.join([str(REPO_ROOT.parent), tempfile.gettempdir()]))
 
 
 @pytest.fixture(scope="session")

@@ -220,8 +220,12 @@ def main() -> None:
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     here = os.path.dirname(os.path.abspath(__file__))
-    if is_local_test() and "--test_input" not in " ".join(sys.argv) and not os.path.exists("test_input.json"):
-        os.chdir(here)  # the SDK reads ./test_input.json; ours sits next to this file
+    if is_local_test():
+        # Local test mode reads local files (test_input.json uses ../examples): allow the folder that
+        # holds worker_image/ unless the caller chose the allowed input folders.
+        os.environ.setdefault("API_GPU_LOCAL_INPUT_ROOTS", os.path.dirname(here))
+        if "--test_input" not in " ".join(sys.argv) and not os.path.exists("test_input.json"):
+            os.chdir(here)  # the SDK reads ./test_input.json; ours sits next to this file
     import runpod
 
     warm_up()

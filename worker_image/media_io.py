@@ -36,6 +36,18 @@ _CHUNK_BYTES = 1 << 20
 DOWNLOAD_DEADLINE_S = 300.0
 
 
+#: Environment variable listing the folders local inputs may be read from (``os.pathsep``-separated).
+#: Default: the working directory (the repo for the demo and for deployments served by serve.sh). A
+#: caller of a local deployment's REST API must not be able to render /etc/shadow into a video.
+LOCAL_INPUT_ROOTS_ENV = "API_GPU_LOCAL_INPUT_ROOTS"
+
+
+def local_input_roots() -> list[Path]:
+    """The folders local inputs may come from: ``$API_GPU_LOCAL_INPUT_ROOTS`` or the working directory."""
+    raw = os.environ.get(LOCAL_INPUT_ROOTS_ENV, "")
+    return [Path(p).resolve() for p in (raw.split(os.pathsep) if raw.strip() else [os.getcwd()]) if p]
+
+
 def _redact(url: str) -> str:
     """The URL without its query string (which may hold a signature) or user:password, for logs and errors."""
     parts = urlsplit(url.split("?", 1)[0])
@@ -56,7 +68,8 @@ def fetch(url: str, dest: Path, *, max_bytes: int, allow_local: bool, field: str
         field: Request field name used in errors, e.g. ``"image_url"``.
 
     Raises:
-        InputError: unsupported scheme, local path not allowed or missing, over ``max_bytes``.
+        InputError: unsupported scheme, local path not allowed, outside :func:`local_input_roots` or
+            missing, over ``max_bytes``.
         DownloadError: HTTP error status (retryable for 408/425/429/5xx) or network failure
             (retryable).
     """
@@ -67,7 +80,10 @@ def fetch(url: str, dest: Path, *, max_bytes: int, allow_local: bool, field: str
     if kind == "local":
         if not allow_local:
             raise InputError("local paths are only accepted by the local backend; use an http(s) URL", field=field)
-        src = local_path(url)
+        src = local_path(url).resolve()
+        if not any(src == root or root in src.parents for root in local_input_roots()):
+            raise InputError(f"local inputs must be inside the allowed folders (${LOCAL_INPUT_ROOTS_ENV}, default "
+                             "the working directory)", field=field)
         if not src.is_file():
             raise InputError(f"no such file: {src}", field=field)
         size = src.stat().st_size
@@ -161,6 +177,8 @@ def deliver_file(src: Path, dest: Path) -> None:
     Raises:
         UploadError: the destination folder cannot be created or written.
     """
+    if dest.exists() and not dest.is_file():
+        raise UploadError(f"refusing to replace {dest}: it exists and is not a regular file", retryable=False)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)

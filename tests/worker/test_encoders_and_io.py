@@ -80,3 +80,14 @@ def test_one_clip_failing_unexpectedly_keeps_the_others(origin, tmp_path: Path, 
     results = run_img2vid_job(Img2VidJob(clips=clips, settings=settings), allow_local_inputs=True)["results"]
     assert [r["ok"] for r in results] == [True, False, True]
     assert results[1]["error"]["type"] == "DownloadError" and results[1]["error"]["item_id"] == "loop"
+
+
+def test_local_inputs_outside_the_allowed_folders_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("API_GPU_LOCAL_INPUT_ROOTS", str(tmp_path))
+    for path in ("/etc/passwd", "/etc/does-not-exist", str(tmp_path / ".." / "escape.jpg")):
+        with pytest.raises(InputError, match="inside the allowed folders") as err:
+            media_io.fetch(path, tmp_path / "in.bin", max_bytes=10**6, allow_local=True, field="url_srt")
+        assert "root:" not in str(err.value)  # nothing of the file, not even whether it exists
+    inside = tmp_path / "ok.srt"
+    inside.write_text("1\n00:00:00,000 --> 00:00:01,000\nhi\n")
+    assert media_io.fetch(str(inside), tmp_path / "in.bin", max_bytes=10**6, allow_local=True, field="url_srt").exists()
