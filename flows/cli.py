@@ -25,16 +25,27 @@ def run_request_file(flow_fn: Any, name: str, argv: list[str] | None = None) -> 
 
     Returns:
         Exit status: 0 when every video was delivered, 1 when the run failed (or any item did), 2 on
-        bad usage. After the JSON it prints where the videos are: the video's location for one-video
+        bad usage or a request body that is not valid parameters. After the JSON it prints where the videos are: the video's location for one-video
         flows, the folders holding them for img2vid.
     """
     args = argv if argv is not None else sys.argv[1:]
     if len(args) != 1:
         print(f"usage: python -m flows.{name} REQUEST.json", file=sys.stderr)
         return 2
-    with open(args[0], encoding="utf-8") as fh:
-        body = json.load(fh)
-    state = flow_fn(**body, return_state=True)
+    try:
+        with open(args[0], encoding="utf-8") as fh:
+            body = json.load(fh)
+    except (OSError, ValueError) as exc:
+        print(f"{name}: cannot read the request body {args[0]}: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(body, dict):
+        print(f"{name}: the request body must be a JSON object, got {type(body).__name__}", file=sys.stderr)
+        return 2
+    try:
+        state = flow_fn(**body, return_state=True)
+    except Exception as exc:  # parameters that do not bind or validate: say which, no traceback
+        print(f"{name}: invalid request: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
     result = state.result(raise_on_failure=False)
     if isinstance(result, BaseException):
         print(f"{name} failed: {result}", file=sys.stderr)

@@ -12,6 +12,15 @@ from .errors import InvalidKeyError
 
 #: S3's limit on a key, in UTF-8 bytes (AWS S3 user guide, "Naming objects").
 MAX_KEY_BYTES = 1024
+#: Longest path segment or file name, in UTF-8 bytes: Linux's NAME_MAX (255) less room for the hidden
+#: temporary name the local storage writes first (``.<name>.<random>.part``, 16 bytes more).
+MAX_SEGMENT_BYTES = 200
+
+
+def _check_segment(segment: str, what: str) -> None:
+    size = len(segment.encode("utf-8"))
+    if size > MAX_SEGMENT_BYTES:
+        raise InvalidKeyError(f"{what} has a {size}-byte name; at most {MAX_SEGMENT_BYTES} bytes per name (UTF-8)")
 
 
 def _check_chars(value: str, what: str) -> None:
@@ -40,6 +49,7 @@ def normalize_prefix(path: str) -> str:
     for segment in stripped.split("/"):
         if segment in ("", ".", ".."):
             raise InvalidKeyError(f"path has an empty, '.' or '..' segment: {path!r}")
+        _check_segment(segment, "path")
     return stripped + "/"
 
 
@@ -47,7 +57,8 @@ def validate_filename(name: str, *, suffix: str = ".mp4") -> str:
     """Validate a caller-chosen output file name (the seed's ``output_filename``): a plain name ending in ``suffix``.
 
     Raises:
-        InvalidKeyError: contains ``/`` or ``\\``, is ``.``/``..``, lacks the suffix, or has control characters.
+        InvalidKeyError: contains ``/`` or ``\\``, is ``.``/``..``, lacks the suffix, has control characters, or
+            is over MAX_SEGMENT_BYTES.
     """
     value = unicodedata.normalize("NFC", name or "")
     _check_chars(value, "output_filename")
@@ -55,6 +66,7 @@ def validate_filename(name: str, *, suffix: str = ".mp4") -> str:
         raise InvalidKeyError(f"output_filename must be a plain file name, got {name!r}")
     if not value.lower().endswith(suffix) or len(value) <= len(suffix):
         raise InvalidKeyError(f"output_filename must end in {suffix!r}, got {name!r}")
+    _check_segment(value, "output_filename")
     return value
 
 

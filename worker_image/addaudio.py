@@ -46,7 +46,7 @@ def _probe_input(path: Path, *, field: str) -> MediaInfo:
 
 
 def _stream_kinds(info: MediaInfo) -> str:
-    kinds = sorted({s.codec_type for s in info.streams})
+    kinds = sorted({"cover picture" if s.attached_pic else s.codec_type for s in info.streams})
     return ", ".join(kinds) if kinds else "no streams"
 
 
@@ -91,7 +91,7 @@ def verify_addaudio(path: Path, *, plan: audio.AddAudioPlan, source: StreamInfo)
     Checks: one video and one audio stream; audio AAC LC, 2 channels, 48 kHz; audio and video stream
     durations within :data:`AV_TOLERANCE_S`; container duration within one frame of ``plan.target_s``;
     a copied video has the source's codec, rotation and ``plan.frames`` frames; a re-encoded one is
-    H.264 High and upright with the source's displayed size; ``moov`` before ``mdat`` (+faststart).
+    H.264 High and upright with the source's displayed size (cropped to even, see audio.EVEN_CROP); ``moov`` before ``mdat`` (+faststart).
 
     Returns:
         ``{"duration_s", "video_duration_s", "audio_duration_s"}`` in seconds.
@@ -132,6 +132,7 @@ def verify_addaudio(path: Path, *, plan: audio.AddAudioPlan, source: StreamInfo)
             upright = (source.height, source.width)
         if video.codec_name != "h264" or (video.profile or "").lower() != "high":
             problems.append(f"video codec {video.codec_name}/{video.profile}, expected h264/High")
+        upright = (upright[0] // 2 * 2, upright[1] // 2 * 2)
         if (video.width, video.height) != upright or video.rotation_deg % 360 != 0:
             problems.append(f"video {video.width}x{video.height} rotated {video.rotation_deg:g} deg, expected "
                             f"{upright[0]}x{upright[1]} upright")

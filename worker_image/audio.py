@@ -390,18 +390,25 @@ def fade_chain(output_s: float, *, fade_in_s: float, fade_out_s: float) -> list[
     return chain
 
 
+#: yuv420p needs even width and height: drop the last column/row of an odd-sized picture (the same
+#: rule as the caption path) instead of failing in the encoder.
+EVEN_CROP = "crop=trunc(iw/2)*2:trunc(ih/2)*2:0:0"
+
+
 def video_encode_chain(plan: AddAudioPlan) -> str:
     """Video filters for the re-encode path: hold the last frame if needed, keep ``plan.frames`` frames.
 
     ``tpad=stop_mode=clone`` repeats the last frame for ``hold_s`` plus one frame of margin; ``trim``
     keeps frames starting before (frames - 0.5) x frame_s, i.e. exactly ``plan.frames`` at a constant
-    rate. FFmpeg rotates the pictures upright before this chain (autorotate), so rotation is kept.
+    rate. FFmpeg rotates the pictures upright before this chain (autorotate), so rotation is kept. An
+    odd width or height is cropped to even (:data:`EVEN_CROP`).
     """
     chain = []
     if plan.hold_s > 0:
         chain.append(f"tpad=stop_mode=clone:stop_duration={seconds(plan.hold_s + plan.frame_s)}")
     chain.append(f"trim=duration={seconds((plan.frames - 0.5) * plan.frame_s)}")
     chain.append("setpts=PTS-STARTPTS")
+    chain.append(EVEN_CROP)
     return ",".join(chain)
 
 

@@ -36,6 +36,7 @@ DEFAULT_MAX_IMAGE_PIXELS = 64_000_000
 DEFAULT_MAX_DOWNLOAD_BYTES = 50 * 1024 * 1024
 
 _HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class _Model(BaseModel):
@@ -86,7 +87,8 @@ class ImageInput(_Model):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    id: str = Field(..., min_length=1, max_length=200, description="Caller's id for the image; echoed in results and errors.")
+    id: str = Field(..., min_length=1, max_length=200,
+                    description="Caller's id for the image; echoed in results, errors and logs (no control characters).")
     image_url: str = Field(
         ...,
         min_length=1,
@@ -97,9 +99,18 @@ class ImageInput(_Model):
         ...,
         gt=0,
         le=MAX_CLIP_DURATION_S,
+        allow_inf_nan=False,
         validation_alias=AliasChoices("duration_s", "duracao"),
         description=f"Clip length in seconds (seed name: duracao); 0 < duration_s <= {MAX_CLIP_DURATION_S:g}.",
     )
+
+    @field_validator("id")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        # ids go into logs and task-run names: a newline or an ANSI escape there forges log lines
+        if _CONTROL_CHARS.search(value):
+            raise ValueError("must not contain control characters (newlines, tabs, escapes)")
+        return value
 
     @field_validator("image_url")
     @classmethod
@@ -153,7 +164,9 @@ class RenderSettings(EncoderSettings):
         "#000000", description="#RRGGBB colour that transparent pixels are flattened onto (default black, like letterboxing)."
     )
     max_image_pixels: int = Field(
-        DEFAULT_MAX_IMAGE_PIXELS, ge=1, le=400_000_000, description="Images with more pixels (width x height) are refused as decompression bombs."
+        DEFAULT_MAX_IMAGE_PIXELS, ge=1, le=178_956_970,
+        description="Images with more pixels (width x height) are refused as decompression bombs. At most "
+        "178,956,970: Pillow refuses anything larger itself (twice its MAX_IMAGE_PIXELS default).",
     )
     max_download_bytes: int = Field(
         DEFAULT_MAX_DOWNLOAD_BYTES, ge=1, le=2 * 1024**3, description="Inputs larger than this many bytes are refused."
@@ -178,6 +191,13 @@ class FileOutput(_Model):
     kind: Literal["file"] = "file"
     path: str = Field(..., min_length=1, description="Absolute destination path of the .mp4.")
 
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not Path(value).is_absolute():
+            raise ValueError("must be an absolute path")
+        return value
+
 
 class PutUrlOutput(_Model):
     """Deliver the clip with one HTTP PUT to a presigned URL (S3/MinIO). Never log ``url``: it is a bearer credential."""
@@ -195,7 +215,7 @@ class ClipJob(_Model):
 
     id: str = Field(..., min_length=1, max_length=200, description="Image id from the request.")
     image_url: str = Field(..., min_length=1, max_length=8192, description="Input reference, see ImageInput.image_url.")
-    duration_s: float = Field(..., gt=0, le=MAX_CLIP_DURATION_S, description="Clip length in seconds.")
+    duration_s: float = Field(..., gt=0, le=MAX_CLIP_DURATION_S, allow_inf_nan=False, description="Clip length in seconds.")
     filename: str = Field(..., min_length=1, max_length=255, description="Output file name, e.g. video_1.mp4.")
     output: OutputTarget
 

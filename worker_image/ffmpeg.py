@@ -191,7 +191,9 @@ def run(
 
     Raises:
         FFmpegError: non-zero exit, timeout, a broken stdin pipe, or the binary missing. The error
-            carries the argv, return code and the tail of stderr.
+            carries the argv, return code and the tail of stderr. Never retryable: the limits already
+            allow several times the measured work, so a timeout means the input is too heavy (e.g.
+            100,000 overlapping cues), and retrying would only burn GPU time again.
     """
     with tempfile.TemporaryFile() as stderr_file, tempfile.TemporaryFile() as stdout_file:
         try:
@@ -242,7 +244,7 @@ def run(
         stdout = stdout_file.read().decode("utf-8", "replace")
     if timed_out:
         raise FFmpegError(f"{what} timed out after {timeout_s:g} s", argv=argv, returncode=returncode,
-                          stderr_tail=_tail(stderr), retryable=True)
+                          stderr_tail=_tail(stderr), retryable=False)
     if returncode != 0 or broken_pipe:
         raise FFmpegError(f"{what} failed with exit status {returncode}", argv=argv, returncode=returncode,
                           stderr_tail=_tail(stderr))

@@ -66,14 +66,16 @@ def _oriented_size(img: Image.Image) -> tuple[int, int]:
 def _to_8bit_rgb_or_rgba(img: Image.Image) -> Image.Image:
     """Normalise any Pillow mode to RGB or RGBA (8 bits per channel)."""
     mode = img.mode
-    if mode.startswith("I;16") or mode in ("I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        if mode == "F" and arr.size and float(np.nanmax(arr)) <= 1.0:
+    if mode.startswith("I;16") or mode == "I":
+        # 16-bit samples (PNG/TIFF gray-16 loads as I;16 or I): 0..65535 -> 0..255, rounded (x 255/65535).
+        # Integer arithmetic: a float64 copy of a 64 MP image would take 512 MB.
+        arr = np.clip(np.asarray(img), 0, 65535).astype(np.uint32)
+        return Image.fromarray(((arr * 255 + 32767) // 65535).astype(np.uint8), "L").convert("RGB")
+    if mode == "F":
+        arr = np.asarray(img, dtype=np.float32)
+        if arr.size and float(np.nanmax(arr)) <= 1.0:  # float TIFFs are usually 0..1
             arr = arr * 255.0
-        elif mode != "F":
-            # 16-bit samples (PNG/TIFF gray-16 loads as I;16 or I): 0..65535 -> 0..255 (x 255/65535).
-            arr = arr / 257.0
-        return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L").convert("RGB")
+        return Image.fromarray(np.clip(np.rint(np.nan_to_num(arr)), 0, 255).astype(np.uint8), "L").convert("RGB")
     if mode in ("RGBA", "RGB"):
         return img
     if mode == "P":

@@ -35,6 +35,7 @@ class StreamInfo(BaseModel):
     channels: int | None = None
     sample_rate: int | None = None
     rotation_deg: float = Field(0.0, description="Display-matrix rotation in degrees (phones), 0 if none.")
+    attached_pic: bool = Field(False, description="A cover picture (MP3/M4A artwork), not a video stream.")
 
 
 class MediaInfo(BaseModel):
@@ -48,8 +49,9 @@ class MediaInfo(BaseModel):
     streams: list[StreamInfo]
 
     def first(self, codec_type: str) -> StreamInfo | None:
-        """The first stream of ``codec_type`` ("video", "audio", "subtitle"), or None."""
-        return next((s for s in self.streams if s.codec_type == codec_type), None)
+        """The first stream of ``codec_type`` ("video", "audio", "subtitle"), or None. Cover pictures
+        (``attached_pic``) are not video: an MP3 with artwork has no video stream."""
+        return next((s for s in self.streams if s.codec_type == codec_type and not s.attached_pic), None)
 
 
 def ffprobe_argv(path: str | os.PathLike[str], *, count_frames: bool = False) -> list[str]:
@@ -113,6 +115,7 @@ def probe(path: str | os.PathLike[str], *, count_frames: bool = False) -> MediaI
                 channels=s.get("channels"),
                 sample_rate=int(s["sample_rate"]) if s.get("sample_rate") else None,
                 rotation_deg=rotation,
+                attached_pic=bool((s.get("disposition") or {}).get("attached_pic")),
             )
         )
     return MediaInfo(

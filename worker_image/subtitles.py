@@ -40,7 +40,10 @@ _TS = r"(?:(\d{1,3}):)?(\d{1,2}):(\d{1,2})(?:[.,](\d{1,3}))?"
 _TIMING = re.compile(rf"^\s*{_TS}\s*-{{1,2}}>\s*{_TS}(?:\s.*)?$")
 _TAG = re.compile(r"</?[A-Za-z][^<>]*>|<\d[\d:.]*>")  # <i>, </font>, <v Bob>, <c.yellow>, <00:01.000>
 _ASS_OVERRIDE = re.compile(r"\{[^{}]*\}")
-_ASS_MARKERS = re.compile(r"^\s*\[(script info|v4\+? styles|events)\]\s*$", re.IGNORECASE | re.MULTILINE)
+_ASS_MARKERS = re.compile(r"\[(script info|v4\+? styles|events)\]\s*$", re.IGNORECASE)
+#: The header libass needs before any other section (ASS spec, "[Script Info]"); we add it to scripts
+#: that start with [V4+ Styles] or [Events] instead.
+_ASS_HEADER = "[Script Info]\nScriptType: v4.00+\n\n"
 _ASS_TIME = re.compile(r"^\s*(\d+):(\d{1,2}):(\d{1,2})(?:\.(\d{1,3}))?\s*$")
 
 
@@ -265,10 +268,14 @@ def parse_subtitles(data: bytes) -> SubtitleDoc:
     if text.lstrip().startswith("WEBVTT"):
         cues, warnings = _parse_timed(text, vtt=True)
         fmt: Literal["srt", "vtt", "ass"] = "vtt"
-    elif _ASS_MARKERS.search(text):
+    elif _ASS_MARKERS.match(first_line := text.lstrip().split("\n", 1)[0].strip()):
+        # Only a section header on the first line makes a file ASS: an SRT with a stray "[Events]"
+        # line further down stays SRT (it would make libass fail).
         cues = _parse_ass_events(text)
         if not cues:
             raise InputError("ASS/SSA script has no Dialogue events with text", field=FIELD)
+        if first_line.lower() != "[script info]":
+            text = _ASS_HEADER + text.lstrip()
         return SubtitleDoc(format="ass", encoding=encoding, cues=tuple(cues), ass_text=text)
     else:
         _refuse_non_subtitles(text)

@@ -74,16 +74,26 @@ def test_output_filename_refused(name: str) -> None:
         validate_filename(name)
 
 
+def _prefix(total_bytes: int, char: str = "a") -> str:
+    """A path of ``total_bytes`` UTF-8 bytes made of names short enough for any filesystem (<= 100 chars)."""
+    width = len(char.encode())
+    parts, left = [], total_bytes
+    while left > 0:
+        n = min(100, left // width) if left > 100 * width + 1 else left // width
+        parts.append(char * n)
+        left -= n * width + 1
+    return "/".join(parts)
+
+
 def test_key_length_limit_counts_utf8_bytes() -> None:
     filename = "video_1.mp4"
-    ascii_ok = "a" * (MAX_KEY_BYTES - len(filename) - 1)
-    assert len(make_key(ascii_ok, filename).encode()) == MAX_KEY_BYTES
+    prefix = _prefix(MAX_KEY_BYTES - len(filename) - 1)
+    assert len(make_key(prefix, filename).encode()) == MAX_KEY_BYTES
     with pytest.raises(InvalidKeyError, match="1024-byte"):
-        make_key(ascii_ok + "a", filename)
-    # 'ç' is 2 bytes in UTF-8: 400 of them are 800 bytes, fine in characters but not bytes when doubled
-    assert make_key("ç" * 400, filename)
+        make_key(prefix + "a", filename)
+    # '日' is 3 bytes in UTF-8: ~340 characters are fine as characters but not as bytes
     with pytest.raises(InvalidKeyError, match="bytes in UTF-8"):
-        make_key("日" * 340, filename)  # 1020 bytes + '/' + 11
+        make_key("/".join(["日" * 60] * 6), filename)  # 1080 + 5 + 1 + 11 bytes
 
 
 def test_filename_with_control_character_refused_in_make_key() -> None:

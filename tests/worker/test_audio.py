@@ -247,7 +247,7 @@ def test_argv_hold_last_frame_reencodes_with_the_given_encoder():
     argv = audio.addaudio_argv(p, options, video="video.bin", audio="audio.bin", output="output.mp4", encoder_args=enc)
     graph = argv[argv.index("-filter_complex") + 1].split(";")
     assert graph == [
-        "[0:v:0]tpad=stop_mode=clone:stop_duration=5.28,trim=duration=10.5,setpts=PTS-STARTPTS[vout]",
+        "[0:v:0]tpad=stop_mode=clone:stop_duration=5.28,trim=duration=10.5,setpts=PTS-STARTPTS,crop=trunc(iw/2)*2:trunc(ih/2)*2:0:0[vout]",
         f"[1:a:0]{AFORMAT},apad=whole_dur=10.52,atrim=duration=10.52,asetpts=PTS-STARTPTS[aout]",
     ]
     start = argv.index("-filter_complex") + 2
