@@ -56,7 +56,12 @@ stop_one() {  # stop_one NAME SIGNAL GRACE_S: SIGNAL to the process, SIGKILL aft
   if ! alive "$pidfile"; then rm -f "$pidfile"; return 0; fi
   pid="$(cat "$pidfile")"
   kill "-$2" "$pid" 2>/dev/null || true
-  for _ in $(seq 1 $(( $3 * 2 ))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  for i in $(seq 1 $(( $3 * 2 ))); do
+    kill -0 "$pid" 2>/dev/null || break
+    # Prefect's worker finishes its loop on SIGINT but may not exit: after 3 s, ask with SIGTERM too.
+    [ "$i" = 6 ] && [ "$2" != TERM ] && kill -TERM "$pid" 2>/dev/null
+    sleep 0.5
+  done
   if kill -0 "$pid" 2>/dev/null; then
     echo "serve: $1 (pid $pid) still running after $3 s; sending SIGKILL"
     kill -KILL "$pid" 2>/dev/null || true

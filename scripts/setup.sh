@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Idempotent set-up on a fresh Debian machine: apt packages (ffmpeg, fonts, and chromium for the UI
-# screenshot test) when missing, a virtualenv at .venv/ in the repo root, and this package with its
-# test extras installed into it (editable).
+# Idempotent set-up on a fresh Debian machine: apt packages (ffmpeg, fonts; with --test also chromium
+# for the UI screenshot test) when missing, a virtualenv at .venv/ in the repo root, and this package
+# with its test extras installed into it (editable).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(ffmpeg fontconfig fonts-noto-core fonts-noto-cjk fonts-dejavu-core chromium)
+APT_PACKAGES=(ffmpeg fontconfig fonts-noto-core fonts-noto-cjk fonts-dejavu-core)
+if [ "${1:-}" = "--test" ]; then APT_PACKAGES+=(chromium); fi
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
