@@ -39,7 +39,8 @@ FIELD = "url_srt"
 _TS = r"(?:(\d{1,3}):)?(\d{1,2}):(\d{1,2})(?:[.,](\d{1,3}))?"
 _TIMING = re.compile(rf"^\s*{_TS}\s*-{{1,2}}>\s*{_TS}(?:\s.*)?$")
 _TAG = re.compile(r"</?[A-Za-z][^<>]*>|<\d[\d:.]*>")  # <i>, </font>, <v Bob>, <c.yellow>, <00:01.000>
-_ASS_OVERRIDE = re.compile(r"\{[^{}]*\}")
+_ASS_OVERRIDE = re.compile(r"\{[^{}]*\}")  # in ASS every {...} block is an override or a comment
+_SRT_OVERRIDE = re.compile(r"\{\\[^{}]*\}")  # in SRT only "{\an8}"-style tags are markup; "{text}" is text
 _ASS_MARKERS = re.compile(r"\[(script info|v4\+? styles|events)\]\s*$", re.IGNORECASE)
 #: The header libass needs before any other section (ASS spec, "[Script Info]"); we add it to scripts
 #: that start with [V4+ Styles] or [Events] instead.
@@ -179,7 +180,7 @@ def _seconds(h: str | None, m: str, s: str, frac: str | None) -> float:
 
 def _clean_line(line: str, *, vtt: bool) -> str:
     line = _TAG.sub("", line)
-    line = _ASS_OVERRIDE.sub("", line)  # "{\an8}" and similar, which some tools put in SRT
+    line = _SRT_OVERRIDE.sub("", line)  # "{\an8}" and similar, which some tools put in SRT
     if vtt:
         line = html.unescape(line)
     return line.strip()

@@ -121,3 +121,8 @@ def test_16_bit_gray_converts_exactly_and_cheaply(tmp_path: Path):
     Image.fromarray(values).save(path)
     out = np.asarray(load_image(path, max_pixels=100))
     assert out[0, :, 0].tolist() == [0, 1, 128, 255]
+
+
+def test_srt_keeps_braced_text_and_drops_only_override_tags():
+    doc = subtitles.parse_subtitles("1\n00:00:00,500 --> 00:00:02,000\n{\\an8}Olá {curly} mundo\n".encode())
+    assert [c.text for c in doc.cues] == ["Olá {curly} mundo"]
