@@ -34,7 +34,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 
-ACCESS_KEY = "AKIAAPIGPUTESTKEY001"
+ACCESS_KEY = "apigpu-test-access-key"
 SECRET_KEY = "api-gpu-test-secret-0123456789abcdef"
 REGION = "us-east-1"
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
